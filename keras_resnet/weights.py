@@ -1,0 +1,127 @@
+"""Pretrained weights: keras.applications' ImageNet files and our CIFAR-10 ones.
+
+A weights file is checked against the architecture before it is trusted: a
+mismatch is a ValueError that names the file, never a half-loaded model.
+"""
+
+import os
+
+import keras
+
+from keras_resnet.arguments import standardize_data_format
+
+PRETRAINED_NAMES = ("imagenet", "cifar10")
+KERAS_APPLICATIONS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+# md5 of keras.applications' files: (with top, without top).
+IMAGENET_HASHES = {
+    "resnet50": ("2cb95161c43110f7111970584f804107", "4d473c1dd8becc155b73f8504c6f6626"),
+    "resnet101": ("f1aeb4b969a6efcfb50fad2f0c20cfc5", "88cf7a10940856eca736dc7b7e228a21"),
+    "resnet152": ("100835be76be38e30d865e96f2aaae62", "ee4c566cf9a93f14d82f913c2dc6dd0c"),
+}
+SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")
+# CIFAR-10 weights trained by trainers.train and shipped inside the package.
+CIFAR10_FILES = {"resnet20": "resnet20_cifar10.weights.h5"}
+# What a pretrained file was trained as: the arguments that must match it.
+REQUIREMENTS = {
+    "imagenet": {"variant": "v1", "shortcut": "B", "classes": 1000, "channels": 3},
+    "cifar10": {"variant": "v1", "shortcut": "A", "classes": 10, "channels": 3},
+}
+WEIGHT_SUFFIXES = (".weights.h5", ".h5", ".keras")
+
+
+def available(zoo_name):
+    """The pretrained names that exist for a zoo model."""
+    names = []
+    if zoo_name in IMAGENET_HASHES:
+        names.append("imagenet")
+    if zoo_name in CIFAR10_FILES:
+        names.append("cifar10")
+    return names
+
+
+def check_pretrained(zoo_name, weights, *, include_top, classes, variant="v1",
+                     shortcut=None, input_shape=None, data_format=None):
+    """Fails before anything is built or downloaded if `weights` cannot fit."""
+    if weights not in available(zoo_name):
+        raise ValueError(
+            f"weights={weights!r} does not exist for {zoo_name}; pretrained "
+            f"{weights} weights exist for: "
+            + ", ".join(sorted(IMAGENET_HASHES if weights == "imagenet" else CIFAR10_FILES))
+            + ". Pass weights=None or the path of a weights file instead."
+        )
+    need = REQUIREMENTS[weights]
+    given = {"variant": variant, "shortcut": shortcut}
+    if include_top:
+        given["classes"] = classes
+    if input_shape is not None:
+        channels_last = standardize_data_format(data_format) == "channels_last"
+        given["channels"] = input_shape[-1] if channels_last else input_shape[0]
+    for key, value in given.items():
+        if value is not None and value != need[key]:
+            raise ValueError(
+                f"{key}={value!r} does not fit weights={weights!r}, which were "
+                f"trained with {key}={need[key]!r}"
+            )
+
+
+def _download_imagenet(zoo_name, include_top):
+    suffix = "" if include_top else "_notop"
+    fname = f"{zoo_name}_weights_tf_dim_ordering_tf_kernels{suffix}.h5"
+    url = KERAS_APPLICATIONS_URL + fname
+    try:
+        return keras.utils.get_file(
+            fname, url, cache_subdir="models",
+            file_hash=IMAGENET_HASHES[zoo_name][0 if include_top else 1],
+        )
+    except Exception as error:  # get_file raises bare Exceptions offline
+        raise ValueError(
+            f"weights='imagenet': could not download {url} ({error}). Offline, "
+            f"fetch that file on a machine with internet access, copy it to "
+            f"~/.keras/models/{fname}, or pass its path as weights='<path>'."
+        ) from error
+
+
+def load_pretrained(model, zoo_name, weights, include_top):
+    """Loads named weights into a model built to fit them (see check_pretrained)."""
+    if weights == "imagenet":
+        load_weights_file(model, _download_imagenet(zoo_name, include_top))
+        return
+    path = os.path.join(SHIPPED_DIR, CIFAR10_FILES[zoo_name])
+    if not os.path.exists(path):
+        raise ValueError(
+            f"weights='cifar10' for {zoo_name}: the shipped file {path} is "
+            "missing from this installation; reinstall keras_resnet"
+        )
+    if include_top:
+        load_weights_file(model, path)
+        return
+    # The shipped file holds the classifier too: load it into a full model
+    # and keep the layers this headless one shares with it.
+    from keras_resnet.zoo import get_model
+
+    full = get_model(zoo_name, weights=path)
+    for layer in model.layers:
+        if layer.weights:
+            layer.set_weights(full.get_layer(layer.name).get_weights())
+
+
+def load_weights_file(model, path):
+    """`model.load_weights` with errors that name the file and the model."""
+    if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
+        raise ValueError(
+            f"weights={path!r} is neither None, a pretrained name "
+            f"({', '.join(PRETRAINED_NAMES)}) nor an existing weights file"
+        )
+    path = os.fspath(path)
+    if not path.endswith(WEIGHT_SUFFIXES):
+        raise ValueError(
+            f"weights={path!r}: unknown format; allowed suffixes: "
+            + ", ".join(WEIGHT_SUFFIXES)
+        )
+    try:
+        model.load_weights(path)
+    except Exception as error:
+        raise ValueError(
+            f"weights file {path!r} does not fit model {model.name!r} "
+            f"({len(model.weights)} weights): {error}"
+        ) from error
