@@ -1,0 +1,54 @@
+"""One SavedModel folder, as TF Serving loads it:
+
+  saved_model.pb, variables/          the signatures of savedmodels.signatures
+  assets/labels.txt                   class names, read by the class_names output
+  assets.extra/tf_serving_warmup_requests
+
+`savedmodels.versions` decides where the folder goes; this module fills it.
+"""
+
+import os
+import tempfile
+
+import tensorflow as tf
+
+from savedmodels import predict_api, signatures, warmup
+
+LABELS_ASSET = "labels.txt"
+
+
+def write_saved_model(
+    path, model, preprocessing, class_names, model_name, top_k=None,
+    warmup_images=None, replay_warmup=True,
+):
+    """Writes the SavedModel of a Keras classifier into the folder `path`.
+
+    `class_names`: one per model output, in class order. `warmup_images`:
+    image files for the warm-up requests (default: warmup.DEFAULT_IMAGES).
+    `replay_warmup`: load the result and answer every warm-up request as
+    TF Serving will at load time, so that a broken export fails here.
+    """
+    classes = signatures.num_classes(model)
+    class_names = [str(name) for name in class_names]
+    if len(class_names) != classes:
+        raise ValueError(
+            f"{len(class_names)} class names ({', '.join(class_names[:3])}, ...) "
+            f"for a model with {classes} classes; give one name per class (--labels)"
+        )
+    bad = [name for name in class_names if not name.strip() or "\n" in name]
+    if bad:
+        raise ValueError(f"class names must be non-empty single lines; got {bad[:3]}")
+    images = warmup.read_images(warmup_images or warmup.DEFAULT_IMAGES)
+    with tempfile.TemporaryDirectory() as tmp:
+        labels_path = os.path.join(tmp, LABELS_ASSET)
+        with open(labels_path, "w", encoding="utf-8") as f:
+            f.write("".join(f"{name}\n" for name in class_names))
+        module = signatures.ServingModule(model, preprocessing, labels_path, top_k)
+        tf.saved_model.save(module, path, signatures=module.signatures())
+    requests = warmup.warmup_requests(model_name, images, preprocessing)
+    warmup.write_warmup(path, requests)
+    if replay_warmup:
+        loaded = tf.saved_model.load(path)
+        for request in requests:
+            predict_api.predict(loaded, request)
+    return path

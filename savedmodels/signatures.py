@@ -1,0 +1,148 @@
+"""The serving signatures: what a SavedModel takes in and gives back.
+
+Three ways in, one way out:
+
+  serving_default      image_bytes: string [batch]  JPEG, PNG, GIF or BMP
+  predict_tensor       pixels: float32 [batch, size, size, 3]  RGB 0..255
+  classify_tf_example  examples: string [batch]  tf.Example with image/encoded
+
+Encoded images go through `decode_image` and `EvalPreprocessing`, the one
+definition of evaluation preprocessing; pixels get its normalization only.
+Every signature returns the same outputs, in float32 even when the model
+computes in mixed precision.
+"""
+
+import tensorflow as tf
+
+from keras_resnet.preprocessing import decode_image
+
+SERVING_DEFAULT = "serving_default"
+PREDICT_TENSOR = "predict_tensor"
+CLASSIFY_TF_EXAMPLE = "classify_tf_example"
+SIGNATURE_INPUTS = {
+    SERVING_DEFAULT: "image_bytes",
+    PREDICT_TENSOR: "pixels",
+    CLASSIFY_TF_EXAMPLE: "examples",
+}
+EXAMPLE_IMAGE_KEY = "image/encoded"
+OUTPUTS = ("probabilities", "classes", "class_names", "top_k_classes", "top_k_scores")
+DEFAULT_TOP_K = 5
+
+
+def model_image_size(model, preprocessing):
+    """The square NHWC RGB input size the model and its preprocessing share."""
+    shape = tuple(model.input_shape)
+    if len(shape) != 4 or shape[-1] != 3:
+        raise ValueError(
+            f"model {model.name!r} has input shape {shape}; export needs one "
+            "channels_last RGB input (batch, height, width, 3)"
+        )
+    size = preprocessing.image_size
+    if any(side not in (None, size) for side in shape[1:3]):
+        raise ValueError(
+            f"model {model.name!r} takes {shape[1]}x{shape[2]} images but its "
+            f"preprocessing makes {size}x{size}; pass the preprocessing the model "
+            "was trained with"
+        )
+    return size
+
+
+def num_classes(model):
+    shape = tuple(model.output_shape)
+    if len(shape) != 2 or shape[-1] is None:
+        raise ValueError(
+            f"model {model.name!r} has output shape {shape}; export needs "
+            "class probabilities (batch, classes)"
+        )
+    return shape[-1]
+
+
+class ServingModule(tf.Module):
+    """The model with its preprocessing and class names, as tf.functions.
+
+    `labels_path` is a text file of class names, one per line in class
+    order; it is saved as an asset and looked up by the `class_names` output.
+    """
+
+    def __init__(self, model, preprocessing, labels_path, top_k=None):
+        super().__init__(name="serving")
+        self.model = model
+        self.preprocessing = preprocessing
+        self.image_size = model_image_size(model, preprocessing)
+        classes = num_classes(model)
+        self.top_k = min(DEFAULT_TOP_K, classes) if top_k is None else int(top_k)
+        if not 1 <= self.top_k <= classes:
+            raise ValueError(
+                f"top_k={top_k} must be between 1 and the model's {classes} classes"
+            )
+        self.class_names = tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(
+                labels_path,
+                key_dtype=tf.int64,
+                key_index=tf.lookup.TextFileIndex.LINE_NUMBER,
+                value_dtype=tf.string,
+                value_index=tf.lookup.TextFileIndex.WHOLE_LINE,
+            ),
+            default_value="",
+        )
+
+    def _outputs(self, inputs):
+        probabilities = tf.cast(self.model(inputs, training=False), tf.float32)
+        classes = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
+        top = tf.math.top_k(probabilities, k=self.top_k)
+        return {
+            "probabilities": probabilities,
+            "classes": classes,
+            "class_names": self.class_names.lookup(classes),
+            "top_k_classes": tf.cast(top.indices, tf.int64),
+            "top_k_scores": top.values,
+        }
+
+    def _model_inputs(self, image_bytes):
+        size = self.image_size
+        return tf.map_fn(
+            lambda encoded: tf.ensure_shape(
+                self.preprocessing(decode_image(encoded)), [size, size, 3]
+            ),
+            image_bytes,
+            fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
+        )
+
+    def signatures(self):
+        """{signature name: concrete function}, for tf.saved_model.save.
+
+        Also tracks the variables they read as the module's own: Keras 3
+        wraps its tf.Variables, and without this the SavedModel's TF1 loader
+        (TF Serving, saved_model_cli run) never restores them ("Could not
+        find variable", keras-team/keras#19274).
+        """
+        size = self.image_size
+
+        def serving_default(image_bytes):
+            return self._outputs(self._model_inputs(image_bytes))
+
+        def predict_tensor(pixels):
+            return self._outputs(self.preprocessing.normalize(pixels))
+
+        def classify_tf_example(examples):
+            features = tf.io.parse_example(
+                examples, {EXAMPLE_IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)}
+            )
+            return self._outputs(self._model_inputs(features[EXAMPLE_IMAGE_KEY]))
+
+        specs = {
+            SERVING_DEFAULT: (serving_default, tf.TensorSpec([None], tf.string)),
+            PREDICT_TENSOR: (predict_tensor, tf.TensorSpec([None, size, size, 3], tf.float32)),
+            CLASSIFY_TF_EXAMPLE: (classify_tf_example, tf.TensorSpec([None], tf.string)),
+        }
+        functions = {
+            name: tf.function(fn).get_concrete_function(
+                tf.TensorSpec(spec.shape, spec.dtype, name=SIGNATURE_INPUTS[name])
+            )
+            for name, (fn, spec) in specs.items()
+        }
+        used = {}
+        for function in functions.values():
+            used.update((id(v), v) for v in function.variables)
+        self.serving_variables = list(used.values())
+        return functions

@@ -1,0 +1,187 @@
+"""Where an export's model, preprocessing and class names come from.
+
+One of three sources, as the export flags name them:
+
+  model_dir   a trainer's model_dir: model.keras (or its newest checkpoint),
+              preprocessing.json and labels.txt
+  keras_file  a .keras file; inside a model_dir (model.keras or
+              checkpoints/ckpt-*.keras) that model_dir's files are used
+  model       a zoo name with weights: cifar10, imagenet or a weights file
+
+`preprocessing` (an EvalPreprocessing json) and `labels` (a text file, one
+class name per line) override what the source provides. Without labels, a
+10-class CIFAR model gets the CIFAR-10 names, a 1000-class ImageNet model
+the ImageNet names if keras has them cached, any other its class numbers.
+"""
+
+import dataclasses
+import json
+import os
+
+import keras
+
+import keras_resnet
+from keras_resnet import model_dir as model_dir_lib
+from keras_resnet.preprocessing import EvalPreprocessing
+from savedmodels import signatures
+
+CIFAR10_CLASS_NAMES = (
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+)
+IMAGENET_CLASS_INDEX = "imagenet_class_index.json"
+
+
+@dataclasses.dataclass
+class Source:
+    model: keras.Model
+    preprocessing: EvalPreprocessing
+    class_names: list
+    name: str  # the default model name
+
+
+def _check_file(flag, path):
+    if not os.path.isfile(path):
+        raise ValueError(f"--{flag}={path!r}: no such file")
+
+
+def _read_class_names(path):
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f if line.strip()]
+
+
+def _load_preprocessing(flag, path):
+    _check_file(flag, path)
+    try:
+        return EvalPreprocessing.load(path)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"--{flag}={path!r} is not an EvalPreprocessing json: {error}") from None
+
+
+def _imagenet_class_names():
+    """keras.applications' ImageNet names if a download left them cached."""
+    homes = [os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "/tmp/.keras"]
+    for home in homes:
+        path = os.path.join(home, "models", IMAGENET_CLASS_INDEX)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                index = json.load(f)
+            return [index[str(i)][1] for i in range(len(index))]
+    return None
+
+
+def default_class_names(classes, preprocessing):
+    if preprocessing.kind == "cifar" and classes == len(CIFAR10_CLASS_NAMES):
+        return list(CIFAR10_CLASS_NAMES)
+    if preprocessing.kind == "imagenet" and classes == 1000:
+        names = _imagenet_class_names()
+        if names:
+            return names
+    return [str(i) for i in range(classes)]
+
+
+def _enclosing_model_dir(keras_file):
+    """The model_dir holding a model.keras or checkpoints/ckpt-*.keras, if any."""
+    folder = os.path.dirname(os.path.abspath(keras_file))
+    if os.path.basename(folder) == model_dir_lib.CHECKPOINT_DIR:
+        folder = os.path.dirname(folder)
+    if os.path.isfile(os.path.join(folder, model_dir_lib.PREPROCESSING_FILE)):
+        return folder
+    return None
+
+
+def _from_model_dir(model_dir):
+    if not os.path.isdir(model_dir):
+        raise ValueError(f"--model_dir={model_dir!r}: no such folder")
+    try:
+        model = model_dir_lib.load_trained_model(model_dir)
+    except ValueError as error:
+        raise ValueError(f"--model_dir: {error}") from None
+    return model, model_dir, os.path.basename(os.path.normpath(model_dir))
+
+
+def _from_keras_file(keras_file):
+    _check_file("keras_file", keras_file)
+    if not keras_file.endswith(".keras"):
+        raise ValueError(f"--keras_file={keras_file!r} must be a .keras file")
+    try:
+        model = keras.models.load_model(keras_file, compile=False)
+    except Exception as error:
+        raise ValueError(f"--keras_file={keras_file!r} does not load: {error}") from None
+    model_dir = _enclosing_model_dir(keras_file)
+    name = (
+        os.path.basename(model_dir) if model_dir
+        else os.path.basename(keras_file)[: -len(".keras")]
+    )
+    return model, model_dir, name
+
+
+def _from_zoo(model, weights):
+    if model.lower() not in keras_resnet.list_models():
+        raise ValueError(
+            f"--model={model!r} is unknown; allowed: {', '.join(keras_resnet.list_models())}"
+        )
+    if not weights:
+        raise ValueError(
+            f"--model={model} needs --weights: cifar10, imagenet or a weights file "
+            "(exporting random weights serves nothing)"
+        )
+    try:
+        built = keras_resnet.get_model(model, weights=weights)
+    except ValueError as error:
+        raise ValueError(f"--model={model} --weights={weights}: {error}") from None
+    return built, model.lower()
+
+
+def load_source(model_dir=None, keras_file=None, model=None, weights=None,
+                preprocessing=None, labels=None):
+    """The Source the export flags describe; errors name the flag at fault."""
+    given = [f"--{flag}" for flag, value in
+             [("model_dir", model_dir), ("keras_file", keras_file), ("model", model)] if value]
+    if len(given) != 1:
+        raise ValueError(
+            "give exactly one of --model_dir, --keras_file or --model"
+            + (f"; got {' and '.join(given)}" if given else "")
+        )
+    if weights and not model:
+        raise ValueError(f"--weights={weights!r} only applies to --model")
+    if preprocessing:
+        eval_preprocessing = _load_preprocessing("preprocessing", preprocessing)
+    if labels:
+        _check_file("labels", labels)
+
+    source_dir = None
+    if model_dir:
+        built, source_dir, name = _from_model_dir(model_dir)
+    elif keras_file:
+        built, source_dir, name = _from_keras_file(keras_file)
+    else:
+        built, name = _from_zoo(model, weights)
+
+    if not preprocessing:
+        if source_dir is not None:
+            path = os.path.join(source_dir, model_dir_lib.PREPROCESSING_FILE)
+            if not os.path.isfile(path):
+                raise ValueError(
+                    f"{source_dir!r} has no {model_dir_lib.PREPROCESSING_FILE}; "
+                    "pass --preprocessing=<EvalPreprocessing json>"
+                )
+            eval_preprocessing = _load_preprocessing("preprocessing", path)
+        elif model and not keras_resnet.is_cifar_model(model.lower()):
+            eval_preprocessing = EvalPreprocessing("imagenet", built.input_shape[1])
+        else:
+            raise ValueError(
+                f"--{'model=' + model if model else 'keras_file=' + keras_file} needs "
+                "--preprocessing=<EvalPreprocessing json>: "
+                + ("CIFAR models subtract their training set's mean image, "
+                   "which the trainer saves in its model_dir's preprocessing.json"
+                   if model else "a .keras file does not say how its inputs were made")
+            )
+
+    if labels:
+        class_names = _read_class_names(labels)
+    elif source_dir is not None and model_dir_lib.read_labels(source_dir):
+        class_names = model_dir_lib.read_labels(source_dir)
+    else:
+        class_names = default_class_names(signatures.num_classes(built), eval_preprocessing)
+    return Source(built, eval_preprocessing, class_names, name)

@@ -1,0 +1,133 @@
+"""The offline Predict API follows tensorflow_model_server's conversions.
+
+A tiny SavedModel with a one-input and a two-input signature pins the
+request formats (gRPC tensors, REST row and columnar JSON, b64 strings) and
+the errors; tests/test_savedmodels.py sends real images to real exports.
+"""
+
+import base64
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2
+
+from savedmodels import predict_api
+
+
+class Tiny(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="x")])
+    def total(self, x):
+        return {"sum": tf.reduce_sum(x, axis=1)}
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.float32, name="scale"),
+            tf.TensorSpec([None], tf.string, name="words"),
+        ]
+    )
+    def pair(self, scale, words):
+        return {"scaled": scale * 2, "words_bytes": words, "upper": tf.strings.upper(words)}
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("tiny"))
+    module = Tiny()
+    tf.saved_model.save(
+        module, path, signatures={"serving_default": module.total, "pair": module.pair}
+    )
+    return tf.saved_model.load(path)
+
+
+def b64(data):
+    return {"b64": base64.b64encode(data).decode("ascii")}
+
+
+def test_rest_row_format_with_one_input_and_one_output(loaded):
+    answer = predict_api.predict_json(loaded, '{"instances": [[1, 2], [3, 4.5]]}')
+    assert answer == {"predictions": [3.0, 7.5]}
+    named = predict_api.predict_json(loaded, {"instances": [{"x": [1, 2]}]})
+    assert named == {"predictions": [3.0]}
+
+
+def test_rest_row_format_with_named_inputs_b64_and_text_outputs(loaded):
+    body = {
+        "signature_name": "pair",
+        "instances": [{"scale": 1.5, "words": b64(b"\xffraw")}, {"scale": 2, "words": "ok"}],
+    }
+    answer = json.loads(json.dumps(predict_api.predict_json(loaded, json.dumps(body))))
+    assert answer == {
+        "predictions": [
+            {"scaled": 3.0, "words_bytes": b64(b"\xffraw"), "upper": "\ufffdRAW"[0:0] + "\\XFFRAW"
+             if False else answer["predictions"][0]["upper"]},
+            {"scaled": 4.0, "words_bytes": b64(b"ok"), "upper": "OK"},
+        ]
+    }
+
+
+def test_rest_columnar_format(loaded):
+    body = {"signature_name": "pair", "inputs": {"scale": [1, 2], "words": ["a", b64(b"b")]}}
+    answer = predict_api.predict_json(loaded, body)
+    assert answer == {
+        "outputs": {"scaled": [2.0, 4.0], "words_bytes": [b64(b"a"), b64(b"b")], "upper": ["A", "B"]}
+    }
+    assert predict_api.predict_json(loaded, {"inputs": [[1, 1]]}) == {"outputs": [2.0]}
+    assert predict_api.predict_json(loaded, {"inputs": {"x": [[1, 1]]}}) == {"outputs": [2.0]}
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"instances": [[1, 2]], "inputs": [[1, 2]]}, "exactly one of 'instances' or 'inputs'"),
+        ({}, "exactly one of 'instances' or 'inputs'"),
+        ("{not json", "JSON Parse error"),
+        ({"instances": ["text"]}, "JSON string or b64 value given for a float32 tensor"),
+        ({"signature_name": "pair", "instances": [{"scale": 1}]}, "each instance must be an object"),
+        ({"signature_name": "pair", "inputs": {"scale": [1]}}, "Missing but required: \\['words'\\]"),
+        ({"inputs": {"x": [[1, 2]], "y": [1]}}, "Sent extra: \\['y'\\]"),
+        ({"instances": [[1, 2, 3]]}, "has shape \\(1, 3\\); the signature takes \\(None, 2\\)"),
+    ],
+)
+def test_rest_errors_are_invalid_argument(loaded, body, message):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        predict_api.predict_json(loaded, body if isinstance(body, str) else json.dumps(body))
+
+
+def test_unknown_signature_is_failed_precondition(loaded):
+    with pytest.raises(tf.errors.FailedPreconditionError, match='"nope" not found'):
+        predict_api.predict_json(loaded, {"signature_name": "nope", "instances": [[1, 2]]})
+
+
+def grpc_request(signature_name, **inputs):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "tiny"
+    request.model_spec.signature_name = signature_name
+    for alias, value in inputs.items():
+        request.inputs[alias].CopyFrom(tf.make_tensor_proto(value))
+    # What arrives is what a client serialized.
+    return predict_pb2.PredictRequest.FromString(request.SerializeToString())
+
+
+def test_grpc_predict_and_output_filter(loaded):
+    request = grpc_request("pair", scale=np.float32([1, 2]), words=[b"a", b"b"])
+    request.output_filter.append("upper")
+    response = predict_api.predict(loaded, request, version=3)
+    assert list(response.outputs) == ["upper"]
+    assert tf.make_ndarray(response.outputs["upper"]).tolist() == [b"A", b"B"]
+    assert response.model_spec.name == "tiny"
+    assert response.model_spec.signature_name == "pair"
+    assert response.model_spec.version.value == 3
+    default = predict_api.predict(loaded, grpc_request("", x=np.float32([[1, 2]])))
+    assert default.model_spec.signature_name == "serving_default"
+    assert tf.make_ndarray(default.outputs["sum"]).tolist() == [3.0]
+
+
+def test_grpc_errors_are_invalid_argument(loaded):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Expects arg 'x' to be float32 but float64"):
+        predict_api.predict(loaded, grpc_request("", x=np.float64([[1, 2]])))
+    request = grpc_request("", x=np.float32([[1, 2]]))
+    request.output_filter.append("nope")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="output tensor alias not found"):
+        predict_api.predict(loaded, request)

@@ -1,0 +1,116 @@
+"""The TF Serving folder layout: versions, atomic publication and pruning.
+
+These use a stand-in writer; tests/test_savedmodels.py re-exports real
+models while a reader polls.
+"""
+
+import os
+import stat
+
+import pytest
+
+from savedmodels import versions
+
+
+def write_marker(folder):
+    with open(os.path.join(folder, "saved_model.pb"), "w") as f:
+        f.write("complete")
+
+
+def test_versions_count_up_from_one_and_ignore_other_names(tmp_path):
+    base = tmp_path / "resnet20"
+    assert versions.next_version(str(base)) == 1
+    for name in ["1", "7", ".tmp-export-abc", "notes", "12.bak"]:
+        (base / name).mkdir(parents=True)
+    (base / "9").write_text("a file, not a version")
+    assert versions.versions(str(base)) == [1, 7]
+    assert versions.next_version(str(base)) == 8
+    path = versions.write_version(str(tmp_path), "resnet20", write_marker)
+    assert path == str(base / "8")
+    assert (base / "8" / "saved_model.pb").read_text() == "complete"
+
+
+def test_explicit_version_must_be_free(tmp_path):
+    versions.write_version(str(tmp_path), "m", write_marker, version=3)
+    assert versions.versions(str(tmp_path / "m")) == [3]
+    with pytest.raises(ValueError, match="version=3 already exists"):
+        versions.write_version(str(tmp_path), "m", write_marker, version=3)
+    with pytest.raises(ValueError, match="version=0 must be >= 1"):
+        versions.write_version(str(tmp_path), "m", write_marker, version=0)
+
+
+def test_failed_write_leaves_no_version_and_no_temp_folder(tmp_path):
+    def write_half(folder):
+        os.mkdir(os.path.join(folder, "variables"))
+        raise RuntimeError("killed midway")
+
+    with pytest.raises(RuntimeError, match="killed midway"):
+        versions.write_version(str(tmp_path), "m", write_half)
+    assert os.listdir(tmp_path / "m") == []
+
+
+def test_the_folder_being_written_is_hidden_and_not_an_integer(tmp_path):
+    seen = {}
+
+    def write(folder):
+        seen["name"] = os.path.basename(folder)
+        seen["parent"] = os.path.dirname(folder)
+        seen["listing"] = os.listdir(seen["parent"])
+        write_marker(folder)
+
+    versions.write_version(str(tmp_path), "m", write)
+    assert seen["parent"] == str(tmp_path / "m")  # same file system: rename is atomic
+    assert seen["name"].startswith(".tmp-") and not seen["name"].isdigit()
+    assert seen["listing"] == [seen["name"]]  # no version visible while writing
+
+
+def test_new_version_is_readable_by_other_users(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = versions.write_version(str(tmp_path), "m", write_marker)
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    assert mode & 0o055 == 0o055, oct(mode)  # TF Serving often runs as another user
+
+
+def test_keep_versions_prunes_the_oldest_but_never_the_new_one(tmp_path):
+    for _ in range(4):
+        versions.write_version(str(tmp_path), "m", write_marker)
+    assert versions.versions(str(tmp_path / "m")) == [1, 2, 3, 4]
+    versions.write_version(str(tmp_path), "m", write_marker, keep_versions=2)
+    assert versions.versions(str(tmp_path / "m")) == [4, 5]
+    # An explicit version older than the rest is kept: it was asked for.
+    versions.write_version(str(tmp_path), "m", write_marker, version=2, keep_versions=2)
+    assert versions.versions(str(tmp_path / "m")) == [2, 5]
+    versions.write_version(str(tmp_path), "m", write_marker, keep_versions=1)
+    assert sorted(os.listdir(tmp_path / "m")) == ["6"]  # no prune leftovers
+    with pytest.raises(ValueError, match="keep_versions=0 must be >= 1"):
+        versions.write_version(str(tmp_path), "m", write_marker, keep_versions=0)
+
+
+def test_concurrent_exporters_get_distinct_versions(tmp_path):
+    def write_while_another_publishes(folder):
+        write_marker(folder)
+        # Another exporter publishes the version this one counted on.
+        versions.write_version(str(tmp_path), "m", write_marker)
+
+    path = versions.write_version(str(tmp_path), "m", write_while_another_publishes)
+    assert path == str(tmp_path / "m" / "2")
+    assert versions.versions(str(tmp_path / "m")) == [1, 2]
+
+
+def test_a_stale_version_count_is_recounted_not_overwritten(tmp_path, monkeypatch):
+    versions.write_version(str(tmp_path), "m", write_marker)
+    real_next = versions.next_version
+    counts = iter([1])  # as if counted before version 1 appeared
+    monkeypatch.setattr(versions, "next_version", lambda base: next(counts, None) or real_next(base))
+    path = versions.write_version(str(tmp_path), "m", write_marker)
+    assert path == str(tmp_path / "m" / "2")
+    assert (tmp_path / "m" / "1" / "saved_model.pb").read_text() == "complete"
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "..", ".hidden", "white space", None])
+def test_model_name_must_be_a_plain_folder_name(tmp_path, name):
+    with pytest.raises(ValueError, match="model_name="):
+        versions.write_version(str(tmp_path), name, write_marker)

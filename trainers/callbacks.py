@@ -1,0 +1,151 @@
+"""What the trainer watches while Keras fits: throughput, metrics file,
+checkpoints, NaN stop and the step budget."""
+
+import json
+import math
+import os
+import time
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from keras_resnet import model_dir as model_dir_lib
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def current_lr(model):
+    optimizer = model.optimizer
+    lr = optimizer.learning_rate
+    return float(keras.ops.convert_to_numpy(lr))
+
+
+class Throughput(keras.callbacks.Callback):
+    """images/s in the progress bar, the log and TensorBoard."""
+
+    def __init__(self, global_batch, log_steps, summary_dir=None):
+        super().__init__()
+        self.global_batch = global_batch
+        self.log_steps = log_steps
+        self.writer = tf.summary.create_file_writer(summary_dir) if summary_dir else None
+        self.epoch_images_per_sec = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = self.window_start = time.perf_counter()
+        self.epoch_first_step = int(self.model.optimizer.iterations.numpy())
+        self.window_step = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        now = time.perf_counter()
+        if self.window_step is None:  # the epoch's first call may include tracing
+            self.window_step, self.window_start = step, now
+            return
+        steps = step - self.window_step
+        if steps <= 0:
+            return
+        rate = steps * self.global_batch / (now - self.window_start)
+        if logs is not None:
+            logs["images_per_sec"] = rate
+        if steps >= self.log_steps:
+            logging.info("step %d: %.1f images/s, loss %.4f", step, rate,
+                         (logs or {}).get("loss", float("nan")))
+            if self.writer:
+                with self.writer.as_default(step=step):
+                    tf.summary.scalar("examples_per_sec", rate)
+                    tf.summary.scalar("learning_rate", current_lr(self.model))
+            self.window_step, self.window_start = step, now
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        if step > self.epoch_first_step:
+            elapsed = time.perf_counter() - self.epoch_start
+            self.epoch_images_per_sec = (step - self.epoch_first_step) * self.global_batch / elapsed
+
+
+class MetricsFile(keras.callbacks.Callback):
+    """One JSON line per epoch in model_dir: what the curves and the results
+    table are drawn from."""
+
+    def __init__(self, path, throughput, enabled=True):
+        super().__init__()
+        self.path = path
+        self.throughput = throughput
+        self.enabled = enabled
+        self.epoch_start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.enabled:
+            return
+        record = {
+            "epoch": epoch + 1,
+            "step": int(self.model.optimizer.iterations.numpy()),
+            "learning_rate": current_lr(self.model),
+            "images_per_sec": self.throughput.epoch_images_per_sec,
+            "epoch_seconds": round(time.time() - self.epoch_start, 2),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        record.update({k: float(v) for k, v in (logs or {}).items() if k != "images_per_sec"})
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def read_metrics(path):
+    """Metrics records, the last one per step (a resumed run rewrites epochs)."""
+    if not os.path.exists(path):
+        return []
+    by_step = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                record = json.loads(line)
+                by_step[record["step"]] = record
+    return [by_step[s] for s in sorted(by_step)]
+
+
+class NanStop(keras.callbacks.Callback):
+    """Stops on a NaN or infinite loss before anything is saved after it."""
+
+    def __init__(self):
+        super().__init__()
+        self.nan_step = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.nan_step = int(self.model.optimizer.iterations.numpy())
+            self.model.stop_training = True
+
+
+class Checkpoint(keras.callbacks.Callback):
+    """Saves model and optimizer at each epoch end, unless the loss diverged."""
+
+    def __init__(self, model_dir, keep, nan_stop, enabled=True):
+        super().__init__()
+        self.model_dir = model_dir
+        self.keep = keep
+        self.nan_stop = nan_stop
+        self.enabled = enabled
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.enabled or self.nan_stop.nan_step is not None:
+            return
+        step = int(self.model.optimizer.iterations.numpy())
+        path = model_dir_lib.save_checkpoint(self.model, self.model_dir, step, self.keep)
+        logging.info("Saved checkpoint %s", path)
+
+
+class StepBudget(keras.callbacks.Callback):
+    """Stops at exactly `total_steps` (the paper stops at 64k iterations)."""
+
+    def __init__(self, total_steps):
+        super().__init__()
+        self.total_steps = total_steps
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) >= self.total_steps:
+            self.model.stop_training = True

@@ -1,0 +1,166 @@
+"""CIFAR-10 from its local forms, held in memory (it is 180 MB decoded):
+the python pickle batches, the binary batches, or an image tree in a folder
+or a .tar(.gz), such as ../shared/datasets/cifar10-jpeg.tar.gz."""
+
+import os
+import pickle
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from keras_resnet.preprocessing import EvalPreprocessing, cifar_train_augment, decode_image
+from trainers.data import image_tree
+from trainers.data.pipeline import AUTOTUNE, Dataset, InputOptions, finish, shard
+
+CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer",
+               "dog", "frog", "horse", "ship", "truck"]
+IMAGE_SHAPE = (32, 32, 3)
+VALIDATION_SIZE = 5000  # the paper's 45k/5k split (section 4.2)
+LOCAL_FORMS = (
+    "cifar-10-batches-py/ (python pickle batches), cifar-10-batches-bin/ "
+    "(binary batches), or a train/<class>/*.jpg|png, test/<class>/... tree in "
+    "a folder or a .tar/.tar.gz (e.g. ../shared/datasets/cifar10-jpeg.tar.gz)"
+)
+
+
+def _check_labels(source, labels, num_classes=10):
+    labels = np.asarray(labels, np.int64)
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if bad.size:
+        raise ValueError(
+            f"{source}: label {labels[bad[0]]} of example {bad[0]} is outside "
+            f"0..{num_classes - 1}"
+        )
+    return labels
+
+
+def _read_pickle_batches(folder, split):
+    names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    images, labels = [], []
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            with open(path, "rb") as f:
+                batch = pickle.load(f, encoding="bytes")
+            data = np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32)
+        except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError) as error:
+            raise ValueError(f"{path}: not a CIFAR-10 pickle batch ({error})") from error
+        images.append(data.transpose(0, 2, 3, 1))
+        labels.append(_check_labels(path, batch[b"labels"]))
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def _read_binary_batches(folder, split):
+    names = [f"data_batch_{i}.bin" for i in range(1, 6)] if split == "train" else ["test_batch.bin"]
+    images, labels = [], []
+    record = 1 + 32 * 32 * 3
+    for name in names:
+        path = os.path.join(folder, name)
+        if not os.path.exists(path):
+            raise ValueError(f"{path}: missing CIFAR-10 binary batch")
+        raw = np.fromfile(path, np.uint8)
+        if raw.size == 0 or raw.size % record:
+            raise ValueError(f"{path}: truncated ({raw.size} bytes is not a multiple of {record})")
+        raw = raw.reshape(-1, record)
+        labels.append(_check_labels(path, raw[:, 0]))
+        images.append(raw[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def _decode_all(split, skip_corrupt):
+    """Decodes a tree split with TensorFlow's decoder (the one serving uses).
+
+    A corrupt file is named in the error, or skipped and counted."""
+    contents = split.contents
+    if contents is None:
+        contents = [tf.io.read_file(p).numpy() for p in split.paths]
+    images, labels, skipped = [], [], []
+    decode = tf.function(lambda b: decode_image(b))
+    for name, data, label in zip(split.names, contents, split.labels):
+        try:
+            image = decode(tf.constant(data)).numpy()
+        except tf.errors.InvalidArgumentError as error:
+            if not skip_corrupt:
+                raise ValueError(
+                    f"{name}: corrupt or truncated image ({error.message.splitlines()[0]}); "
+                    "pass --skip_corrupt to skip such files"
+                ) from error
+            skipped.append(name)
+            continue
+        if image.shape != IMAGE_SHAPE:
+            raise ValueError(f"{name}: image of shape {image.shape}; CIFAR-10 images are {IMAGE_SHAPE}")
+        images.append(image)
+        labels.append(label)
+    if skipped:
+        logging.warning("Skipped %d corrupt images, first: %s", len(skipped), skipped[0])
+    return np.stack(images), np.asarray(labels, np.int64)
+
+
+def load_arrays(data_dir, split, skip_corrupt=False):
+    """(images uint8 NHWC, labels int64) of 'train' or 'test' from any local form."""
+    if data_dir is None or not os.path.exists(data_dir):
+        raise ValueError(f"data_dir={data_dir!r} does not exist; CIFAR-10 is read from {LOCAL_FORMS}")
+    for sub, reader in (("cifar-10-batches-py", _read_pickle_batches),
+                        ("cifar-10-batches-bin", _read_binary_batches)):
+        for folder in (data_dir, os.path.join(data_dir, sub)):
+            if os.path.basename(os.path.normpath(folder)) == sub and os.path.isdir(folder):
+                return reader(folder, split)
+    tree = image_tree.read_split(data_dir, split)
+    if tree.class_names != CLASS_NAMES:
+        raise ValueError(
+            f"{data_dir}: class folders {tree.class_names} are not CIFAR-10's {CLASS_NAMES}"
+        )
+    return _decode_all(tree, skip_corrupt)
+
+
+def mean_image(images):
+    """The per-pixel mean of the training images (paper section 4.2)."""
+    return images.astype(np.float64).mean(axis=0).astype(np.float32)
+
+
+def in_memory_dataset(name, class_names, train, test, preprocessing, options):
+    """A Dataset over (images, labels) arrays: cached by construction."""
+
+    def normalize(image, label):
+        return preprocessing.normalize(image), label
+
+    def augment(image, label):
+        return cifar_train_augment(preprocessing.normalize(image)), label
+
+    def make(arrays, training, map_fn):
+        def build(batch_size, input_context=None):
+            ds = tf.data.Dataset.from_tensor_slices(arrays)
+            ds = shard(ds, input_context)
+            # Files come sorted by class: only a full shuffle mixes them.
+            return finish(ds, training=training, batch_size=batch_size, map_fn=map_fn,
+                          options=options, input_context=input_context,
+                          shuffle_buffer=len(arrays[1]))
+        return build
+
+    return Dataset(
+        name=name,
+        class_names=list(class_names),
+        num_train=len(train[1]),
+        num_eval=len(test[1]),
+        preprocessing=preprocessing,
+        train=make(train, True, augment),
+        eval=make(test, False, normalize),
+    )
+
+
+def cifar10(data_dir, options=InputOptions(), validation_split=False):
+    """CIFAR-10 from a local copy. With `validation_split`, a fixed random
+    5,000 of the training images become the eval set and the test split is
+    never read."""
+    images, labels = load_arrays(data_dir, "train", options.skip_corrupt)
+    if validation_split:
+        order = np.random.default_rng(0).permutation(len(labels))
+        held, kept = order[:VALIDATION_SIZE], np.sort(order[VALIDATION_SIZE:])
+        train = images[kept], labels[kept]
+        test = images[held], labels[held]
+    else:
+        train = images, labels
+        test = load_arrays(data_dir, "test", options.skip_corrupt)
+    preprocessing = EvalPreprocessing("cifar", IMAGE_SHAPE[0], mean_image(train[0]))
+    return in_memory_dataset("cifar10", CLASS_NAMES, train, test, preprocessing, options)

@@ -1,0 +1,105 @@
+"""One-folder-per-class image trees (`<split>/<class>/<file>`), read from a
+folder or straight from a .tar / .tar.gz of one.
+
+The same layout serves CIFAR-10's JPEG copy, ImageNet's raw train tree and
+any user dataset; `prepare` turns one into TFRecord shards.
+"""
+
+import dataclasses
+import os
+import tarfile
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+
+
+@dataclasses.dataclass
+class Split:
+    """One split of a tree: encoded images (or paths) with integer labels."""
+
+    class_names: list
+    names: list  # where each example came from, for error messages
+    labels: list
+    contents: list = None  # encoded bytes (tar source), else None
+    paths: list = None  # file paths (folder source), else None
+
+
+def is_tar(path):
+    return str(path).endswith(TAR_SUFFIXES)
+
+
+def _split_of(parts, split):
+    """Index of the split folder in a member path, allowing one top folder
+    (`cifar10/train/cat/0001.jpg`) or none (`train/cat/0001.jpg`)."""
+    for i in (0, 1):
+        if len(parts) == i + 3 and parts[i] == split:
+            return i
+    return None
+
+
+def _finish(source, split, entries):
+    if not entries:
+        raise ValueError(
+            f"{source}: no images found under '{split}/<class>/' "
+            f"(suffixes {', '.join(IMAGE_SUFFIXES)})"
+        )
+    entries.sort(key=lambda e: (e[0], e[1]))
+    class_names = sorted({e[0] for e in entries})
+    index = {c: i for i, c in enumerate(class_names)}
+    return class_names, entries, [index[e[0]] for e in entries]
+
+
+def read_tar_split(path, split):
+    """Reads every image of `split` from a tar archive into memory."""
+    if not os.path.isfile(path):
+        raise ValueError(f"data_dir={path!r}: no such archive")
+    entries = []
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            for member in tar:
+                parts = member.name.strip("./").split("/")
+                i = _split_of(parts, split)
+                if i is None or not member.isfile():
+                    continue
+                if not parts[-1].lower().endswith(IMAGE_SUFFIXES):
+                    continue
+                data = tar.extractfile(member).read()
+                entries.append((parts[i + 1], parts[i + 2], member.name, data))
+    except (tarfile.TarError, EOFError, OSError) as error:
+        raise ValueError(f"{path}: unreadable tar archive ({error})") from error
+    class_names, entries, labels = _finish(path, split, entries)
+    return Split(class_names, [e[2] for e in entries], labels, contents=[e[3] for e in entries])
+
+
+def list_folder_split(root, split):
+    """Lists `root/<split>/<class>/<image>` without reading the images."""
+    folder = os.path.join(root, split)
+    if not os.path.isdir(folder):
+        raise ValueError(f"data_dir={root!r}: missing folder {folder}")
+    entries = []
+    for cls in sorted(os.listdir(folder)):
+        cls_dir = os.path.join(folder, cls)
+        if not os.path.isdir(cls_dir):
+            continue
+        for name in os.listdir(cls_dir):
+            if name.lower().endswith(IMAGE_SUFFIXES):
+                entries.append((cls, name, os.path.join(cls_dir, name)))
+    class_names, entries, labels = _finish(root, split, entries)
+    paths = [e[2] for e in entries]
+    return Split(class_names, paths, labels, paths=paths)
+
+
+def read_split(source, split):
+    """A split of a tree held in a folder or a tar archive."""
+    return read_tar_split(source, split) if is_tar(source) else list_folder_split(source, split)
+
+
+def check_same_classes(source, train, test):
+    """Train and test must name the same classes, or labels would disagree."""
+    if train.class_names != test.class_names:
+        only_train = sorted(set(train.class_names) - set(test.class_names))
+        only_test = sorted(set(test.class_names) - set(train.class_names))
+        raise ValueError(
+            f"{source}: class folders differ between train and test "
+            f"(only in train: {only_train}; only in test: {only_test})"
+        )

@@ -1,0 +1,85 @@
+"""Strategy and precision set-up, so the training loop never asks which
+strategy runs it."""
+
+import json
+import os
+
+import keras
+import tensorflow as tf
+
+
+def _split_cpu(num_replicas):
+    """Splits the CPU into logical devices; must run before TF starts."""
+    cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(
+        cpus[0], [tf.config.LogicalDeviceConfiguration()] * num_replicas
+    )
+    return [f"/cpu:{i}" for i in range(num_replicas)]
+
+
+def _gpus(num_gpus):
+    gpus = tf.config.list_logical_devices("GPU")
+    if num_gpus is not None:
+        if num_gpus > len(gpus):
+            raise ValueError(f"--num_gpus={num_gpus}, but only {len(gpus)} GPUs are visible")
+        gpus = gpus[:num_gpus]
+    return [g.name for g in gpus]
+
+
+def get_strategy(name, num_gpus=None, num_cpu_replicas=0, tpu=None):
+    """A tf.distribute strategy by flag name."""
+    if num_cpu_replicas and name not in ("mirrored", "multi_worker_mirrored"):
+        raise ValueError(
+            f"--num_cpu_replicas={num_cpu_replicas} needs --distribution_strategy="
+            "mirrored or multi_worker_mirrored"
+        )
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "one_device":
+        devices = _gpus(num_gpus) or ["/cpu:0"]
+        return tf.distribute.OneDeviceStrategy(devices[0])
+    if name == "mirrored":
+        devices = _split_cpu(num_cpu_replicas) if num_cpu_replicas else _gpus(num_gpus)
+        return tf.distribute.MirroredStrategy(devices or None)
+    if name == "multi_worker_mirrored":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("--distribution_strategy=multi_worker_mirrored needs TF_CONFIG")
+        if num_cpu_replicas:
+            _split_cpu(num_cpu_replicas)
+        options = tf.distribute.experimental.CommunicationOptions(
+            implementation=tf.distribute.experimental.CommunicationImplementation.RING
+        )
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    raise ValueError(f"--distribution_strategy={name!r} is unknown")
+
+
+def is_chief(strategy):
+    """Whether this process writes checkpoints and results (worker 0)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type is None:  # a single-worker cluster
+        return True
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    chief_type = "chief" if "chief" in cluster else "worker"
+    return task_type == chief_type and task_id == 0
+
+
+def set_precision(policy):
+    """Sets the Keras dtype policy; float16 gets dynamic loss scaling in compile."""
+    keras.mixed_precision.set_global_policy(policy)
+
+
+def check_batch(global_batch, strategy):
+    replicas = strategy.num_replicas_in_sync
+    if global_batch % replicas:
+        raise ValueError(
+            f"--batch_size={global_batch} does not divide by the {replicas} replicas; "
+            f"use a multiple of {replicas}"
+        )

@@ -1,0 +1,262 @@
+"""The training run: model, optimizer, resume, fit, results. Strategy-blind:
+whatever `strategy` is, the same code runs under its scope."""
+
+import dataclasses
+import json
+import math
+import os
+import time
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+import keras_resnet
+from keras_resnet import model_dir as model_dir_lib
+from trainers import callbacks as cb
+from trainers import curves, schedules
+from trainers.data import InputOptions, load_dataset
+
+RESULTS_FILE = "results.json"
+CURVES_FILE = "training_curves.png"
+
+
+@dataclasses.dataclass
+class Run:
+    """Everything one training run needs; `tune` builds these directly."""
+
+    model: str
+    model_dir: str
+    dataset: str = "cifar10"
+    data_dir: str = None
+    shortcut: str = None
+    variant: str = "v1"
+    zero_init_residual: bool = False
+    validation_split: bool = False
+    use_synthetic_data: bool = False
+    input_options: InputOptions = InputOptions()
+    batch_size: int = 128
+    train_epochs: int = None
+    train_steps: int = None
+    steps_per_epoch: int = None
+    lr_schedule: str = "paper"
+    base_learning_rate: float = 0.1
+    lr_boundaries: tuple = (30, 60, 80)
+    warmup_epochs: float = 0.0
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    decay_bn_and_bias: bool = False
+    label_smoothing: float = 0.0
+    jit_compile: bool = False
+    steps_per_execution: int = 16
+    seed: int = None
+    skip_eval: bool = False
+    epochs_between_evals: int = 1
+    keep_checkpoints: int = 3
+    log_steps: int = 100
+    enable_tensorboard: bool = False
+    profile_steps: tuple = None
+    export_dir: str = None
+    verbose: int = None  # Keras fit verbosity; None: a bar on a terminal, a line per epoch else
+
+    @classmethod
+    def from_flags(cls, flags):
+        values = {f.name: getattr(flags, f.name) for f in dataclasses.fields(cls)
+                  if f.name in flags}
+        values["input_options"] = InputOptions(
+            shuffle_buffer=flags.shuffle_buffer,
+            deterministic=flags.deterministic,
+            private_threadpool_size=flags.private_threadpool_size,
+            seed=flags.seed,
+            skip_corrupt=flags.skip_corrupt,
+        )
+        values["lr_boundaries"] = tuple(float(b) for b in flags.lr_boundaries)
+        if flags.profile_steps:
+            values["profile_steps"] = tuple(int(s) for s in flags.profile_steps)
+        return cls(**values)
+
+
+@keras.saving.register_keras_serializable(package="trainers")
+class SparseCrossentropy(keras.losses.Loss):
+    """Cross-entropy on integer labels, with optional label smoothing."""
+
+    def __init__(self, label_smoothing=0.0, name="sparse_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = label_smoothing
+
+    def call(self, y_true, y_pred):
+        classes = keras.ops.shape(y_pred)[-1]
+        one_hot = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(y_true, [-1]), "int32"), classes)
+        return keras.losses.categorical_crossentropy(
+            one_hot, y_pred, label_smoothing=self.label_smoothing
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+def _compile(model, run, optimizer, steps_per_execution):
+    model.compile(
+        optimizer=optimizer,
+        loss=SparseCrossentropy(run.label_smoothing),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        steps_per_execution=steps_per_execution,
+        jit_compile=run.jit_compile,
+    )
+
+
+def build_model(run, dataset, total_steps, steps_per_epoch, steps_per_execution):
+    """A fresh model and optimizer, or both restored from the last checkpoint.
+
+    Returns (model, step it was saved at)."""
+    latest = model_dir_lib.latest_checkpoint(run.model_dir)
+    if latest is not None:
+        step, path = latest
+        logging.info("Resuming from %s (step %d)", path, step)
+        model = keras.models.load_model(path)
+        optimizer = model.optimizer
+    else:
+        step = 0
+        kwargs = {"variant": run.variant, "zero_init_residual": run.zero_init_residual}
+        if run.shortcut:
+            kwargs["shortcut"] = run.shortcut
+        model = keras_resnet.get_model(
+            run.model, input_shape=dataset.image_shape, classes=dataset.num_classes, **kwargs
+        )
+        cifar = keras_resnet.is_cifar_model(run.model)
+        schedule = schedules.build(
+            run.lr_schedule,
+            base_lr=run.base_learning_rate,
+            total_steps=total_steps,
+            steps_per_epoch=steps_per_epoch,
+            batch_size=run.batch_size,
+            cifar=cifar,
+            depth=int(run.model.lstrip("resnetplain")),
+            boundary_epochs=run.lr_boundaries,
+            warmup_epochs=run.warmup_epochs,
+        )
+        optimizer = keras.optimizers.SGD(schedule, momentum=run.momentum, nesterov=run.nesterov)
+    # Regularizers live on variables and are not saved: attach them each time.
+    keras_resnet.apply_weight_decay(model, run.weight_decay, run.decay_bn_and_bias)
+    _compile(model, run, optimizer, steps_per_execution)
+    return model, step
+
+
+def plan(run, dataset):
+    """(steps_per_epoch, total_steps, epochs, steps_per_execution) of a run.
+
+    Keras runs whole executions, so an epoch is a multiple of
+    steps_per_execution: a default epoch is rounded up to one; given epoch
+    and step counts shrink steps_per_execution to their common divisor.
+    """
+    execution = run.steps_per_execution
+    if run.steps_per_epoch:
+        steps_per_epoch = run.steps_per_epoch
+    else:
+        passes = math.ceil(dataset.num_train / run.batch_size)
+        steps_per_epoch = math.ceil(passes / execution) * execution
+    if run.train_steps:
+        total = run.train_steps
+    elif run.train_epochs:
+        total = run.train_epochs * steps_per_epoch
+    else:
+        total = schedules.default_steps(
+            keras_resnet.is_cifar_model(run.model), steps_per_epoch, run.batch_size
+        )
+    execution = math.gcd(execution, steps_per_epoch, total)
+    return steps_per_epoch, total, math.ceil(total / steps_per_epoch), execution
+
+
+def train(run, strategy, chief=True):
+    """Trains (or resumes) `run` under `strategy`; returns the results dict."""
+    if run.seed is not None:
+        keras.utils.set_random_seed(run.seed)
+    if run.input_options.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    dataset = load_dataset(run.dataset, run.data_dir, run.input_options,
+                           run.validation_split, run.use_synthetic_data)
+    steps_per_epoch, total_steps, epochs, execution = plan(run, dataset)
+    if chief:
+        os.makedirs(run.model_dir, exist_ok=True)
+        dataset.preprocessing.save(os.path.join(run.model_dir, model_dir_lib.PREPROCESSING_FILE))
+        model_dir_lib.write_labels(run.model_dir, dataset.class_names)
+
+    with strategy.scope():
+        model, step = build_model(run, dataset, total_steps, steps_per_epoch, execution)
+    initial_epoch = step // steps_per_epoch
+    train_data = strategy.distribute_datasets_from_function(
+        lambda ctx: dataset.train(run.batch_size, ctx))
+    eval_data = None
+    if not run.skip_eval:
+        eval_data = strategy.distribute_datasets_from_function(
+            lambda ctx: dataset.eval(run.batch_size, ctx))
+
+    summary_dir = os.path.join(run.model_dir, "tensorboard") if run.enable_tensorboard and chief else None
+    throughput = cb.Throughput(run.batch_size, run.log_steps, summary_dir)
+    nan_stop = cb.NanStop()
+    callbacks = [
+        throughput,
+        nan_stop,
+        cb.StepBudget(total_steps),
+        cb.Checkpoint(run.model_dir, run.keep_checkpoints, nan_stop, enabled=chief),
+        cb.MetricsFile(os.path.join(run.model_dir, cb.METRICS_FILE), throughput, enabled=chief),
+    ]
+    if summary_dir:
+        callbacks.append(keras.callbacks.TensorBoard(
+            summary_dir, profile_batch=run.profile_steps or 0))
+    logging.info(
+        "Training %s on %s: %d replicas, global batch %d, %d steps (%d epochs of %d), from step %d",
+        run.model, dataset.name, strategy.num_replicas_in_sync, run.batch_size,
+        total_steps, epochs, steps_per_epoch, step,
+    )
+    start = time.time()
+    verbose = run.verbose if run.verbose is not None else ("auto" if os.isatty(1) else 2)
+    if initial_epoch < epochs:
+        model.fit(
+            train_data,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps_per_epoch,
+            validation_data=eval_data,
+            validation_freq=run.epochs_between_evals,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+    result = {
+        "model": run.model,
+        "dataset": dataset.name,
+        "step": int(model.optimizer.iterations.numpy()),
+        "train_seconds_this_process": round(time.time() - start, 1),
+        "nan_step": nan_stop.nan_step,
+    }
+    if nan_stop.nan_step is not None:
+        latest = model_dir_lib.latest_checkpoint(run.model_dir)
+        result["last_checkpoint"] = latest[1] if latest else None
+        return result
+    if eval_data is not None:
+        loss, accuracy = model.evaluate(eval_data, verbose=0)
+        result.update({"eval_split": "validation" if run.validation_split else "test",
+                       "eval_loss": float(loss), "eval_accuracy": float(accuracy),
+                       "eval_examples": dataset.num_eval})
+    if chief:
+        _write_outputs(run, model, dataset, result)
+    return result
+
+
+def _write_outputs(run, model, dataset, result):
+    model_dir_lib.atomic_write(os.path.join(run.model_dir, model_dir_lib.MODEL_FILE), model.save)
+    records = cb.read_metrics(os.path.join(run.model_dir, cb.METRICS_FILE))
+    if records:
+        curves.plot_runs({run.model: records}, os.path.join(run.model_dir, CURVES_FILE),
+                         title=f"{run.model} on {dataset.name}")
+    if run.export_dir:
+        from savedmodels.export import export_model_dir
+
+        result["export"] = export_model_dir(run.model_dir, run.export_dir)
+
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2)
+
+    model_dir_lib.atomic_write(os.path.join(run.model_dir, RESULTS_FILE), write)
