@@ -7,7 +7,9 @@ same conversions in Python (tensorflow_serving/servables/tensorflow/
 predict_util.cc and tensorflow_serving/util/json_tensor.cc), so that an
 export's warm-up requests and client payloads can be checked where no model
 server runs. Request errors are InvalidArgumentError, the status the server
-answers with.
+answers with. One deliberate difference: a text output (a string output whose
+name does not end in _bytes) that is not UTF-8 is an error here, where the
+server would send invalid JSON.
 """
 
 import base64
@@ -161,7 +163,16 @@ def _to_json(alias, array):
     if alias.endswith("_bytes"):
         encode = np.vectorize(lambda b: {"b64": base64.b64encode(b).decode("ascii")}, otypes=[object])
     else:
-        encode = np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])
+        def encode(value):
+            try:
+                return value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise _invalid(
+                    f"output {alias!r} is not UTF-8 text; outputs named *_bytes "
+                    "are sent as base64"
+                ) from None
+
+        encode = np.vectorize(encode, otypes=[object])
     return encode(array).tolist() if array.size else array.tolist()
 
 

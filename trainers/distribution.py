@@ -83,3 +83,14 @@ def check_batch(global_batch, strategy):
             f"--batch_size={global_batch} does not divide by the {replicas} replicas; "
             f"use a multiple of {replicas}"
         )
+
+
+def from_flags(flags):
+    """The strategy of the distribution flags, with precision set: the one
+    set-up call of every training binary."""
+    strategy = get_strategy(
+        flags.distribution_strategy, flags.num_gpus, flags.num_cpu_replicas, flags.tpu
+    )
+    check_batch(flags.batch_size, strategy)
+    set_precision(flags.mixed_precision)
+    return strategy

@@ -19,6 +19,10 @@ from trainers.data import InputOptions, load_dataset
 
 RESULTS_FILE = "results.json"
 CURVES_FILE = "training_curves.png"
+RUN_CONFIG_FILE = "run_config.json"
+# Settings that define a run: a model_dir resumes only the run that made it.
+RUN_DEFINING = ("model", "shortcut", "variant", "dataset", "validation_split",
+                "batch_size", "lr_schedule", "use_synthetic_data")
 
 
 @dataclasses.dataclass
@@ -168,6 +172,31 @@ def plan(run, dataset):
     return steps_per_epoch, total, math.ceil(total / steps_per_epoch), execution
 
 
+def check_model_dir(run, chief):
+    """Refuses to resume a model_dir with other run-defining settings."""
+    config = {name: getattr(run, name) for name in RUN_DEFINING}
+    config["mixed_precision"] = keras.mixed_precision.global_policy().name
+    path = os.path.join(run.model_dir, RUN_CONFIG_FILE)
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+        changed = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}
+        if changed:
+            detail = ", ".join(f"--{k}={new!r} (was {old!r})" for k, (old, new) in changed.items())
+            raise ValueError(
+                f"--model_dir={run.model_dir} holds a run made with other settings: {detail}. "
+                "Rerun with the original flags to resume, or use a new --model_dir."
+            )
+    elif chief:
+        os.makedirs(run.model_dir, exist_ok=True)
+        model_dir_lib.atomic_write(path, lambda tmp: _dump_json(config, tmp))
+
+
+def _dump_json(value, path):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=2)
+
+
 def train(run, strategy, chief=True):
     """Trains (or resumes) `run` under `strategy`; returns the results dict."""
     if run.seed is not None:
@@ -177,6 +206,7 @@ def train(run, strategy, chief=True):
     dataset = load_dataset(run.dataset, run.data_dir, run.input_options,
                            run.validation_split, run.use_synthetic_data)
     steps_per_epoch, total_steps, epochs, execution = plan(run, dataset)
+    check_model_dir(run, chief)
     if chief:
         os.makedirs(run.model_dir, exist_ok=True)
         dataset.preprocessing.save(os.path.join(run.model_dir, model_dir_lib.PREPROCESSING_FILE))
@@ -254,9 +284,5 @@ def _write_outputs(run, model, dataset, result):
         from savedmodels.export import export_model_dir
 
         result["export"] = export_model_dir(run.model_dir, run.export_dir)
-
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
-
-    model_dir_lib.atomic_write(os.path.join(run.model_dir, RESULTS_FILE), write)
+    model_dir_lib.atomic_write(os.path.join(run.model_dir, RESULTS_FILE),
+                               lambda tmp: _dump_json(result, tmp))

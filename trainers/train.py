@@ -5,18 +5,15 @@
 """
 
 import json
-import os
 import sys
 
 from absl import app, flags, logging
 
+from trainers import distribution
 from trainers import flags as trainer_flags
+from trainers.loop import Run, train
 
 FLAGS = flags.FLAGS
-RUN_CONFIG_FILE = "run_config.json"
-# Flags that define a run: a model_dir resumes only the run it was made by.
-RUN_DEFINING = ("model", "shortcut", "variant", "dataset", "validation_split",
-                "batch_size", "lr_schedule", "mixed_precision")
 
 
 def check_flags():
@@ -40,46 +37,14 @@ def check_flags():
         raise app.UsageError(f"--profile_steps={FLAGS.profile_steps} must be 'first,last'")
 
 
-def run_config():
-    return {name: getattr(FLAGS, name) for name in RUN_DEFINING}
-
-
-def check_model_dir(model_dir, config, chief):
-    """A model_dir belongs to one run: resuming it with other flags is refused."""
-    path = os.path.join(model_dir, RUN_CONFIG_FILE)
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            saved = json.load(f)
-        changed = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}
-        if changed:
-            detail = ", ".join(f"--{k}={new!r} (was {old!r})" for k, (old, new) in changed.items())
-            raise app.UsageError(
-                f"--model_dir={model_dir} holds a run made with other flags: {detail}. "
-                "Rerun with the original flags to resume, or use a new --model_dir."
-            )
-    elif chief:
-        os.makedirs(model_dir, exist_ok=True)
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(config, f, indent=2)
-
-
 def main(argv):
     del argv
     check_flags()
-    # Strategy first: splitting the CPU must happen before TensorFlow starts.
-    from trainers import distribution
-
-    strategy = distribution.get_strategy(
-        FLAGS.distribution_strategy, FLAGS.num_gpus, FLAGS.num_cpu_replicas, FLAGS.tpu
-    )
-    distribution.check_batch(FLAGS.batch_size, strategy)
-    distribution.set_precision(FLAGS.mixed_precision)
-
-    from trainers.loop import Run, train
-
-    chief = distribution.is_chief(strategy)
-    check_model_dir(FLAGS.model_dir, run_config(), chief)
-    result = train(Run.from_flags(FLAGS), strategy, chief)
+    strategy = distribution.from_flags(FLAGS)
+    try:
+        result = train(Run.from_flags(FLAGS), strategy, distribution.is_chief(strategy))
+    except ValueError as error:  # bad data or model_dir: the message says what to fix
+        raise app.UsageError(str(error)) from error
     if result.get("nan_step") is not None:
         sys.exit(
             f"Training stopped: the loss became NaN or infinite at step {result['nan_step']}. "

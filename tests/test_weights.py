@@ -1,0 +1,216 @@
+"""Weights: keras.applications' files reproduce its outputs; every file or
+name that cannot fit fails with a ValueError that says why.
+
+keras.applications' models are built with weights=None and randomized (BN
+statistics, gammas, betas and biases start at constants that would hide a
+mix-up), then saved in both formats it ships: Keras 3 `.weights.h5` and the
+legacy `resnet50_weights_tf_dim_ordering_tf_kernels.h5` layout.
+"""
+
+import json
+
+import h5py
+import keras
+import numpy as np
+import pytest
+from keras.src.applications import imagenet_utils as keras_imagenet_utils
+from keras.src.legacy.saving import legacy_h5_format
+
+import keras_resnet as kr
+from keras_resnet import weights as weights_lib
+
+APPLICATIONS = {
+    50: keras.applications.ResNet50,
+    101: keras.applications.ResNet101,
+    152: keras.applications.ResNet152,
+}
+
+
+def randomize(model, seed=0):
+    """Random BN statistics, gammas, betas and biases (kernels are random
+    already), scaled so that the logits stay O(1) and comparable."""
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        path, shape = variable.path, tuple(variable.shape)
+        if path.endswith("kernel"):
+            continue
+        if path.endswith("moving_variance"):
+            value = rng.uniform(0.5, 2.0, shape)
+        elif path.endswith("gamma"):
+            value = rng.uniform(0.5, 1.0, shape)
+        else:  # beta, moving_mean, bias
+            value = rng.normal(0.0, 0.1, shape)
+        variable.assign(value.astype("float32"))
+
+
+def save_both_formats(model, folder, depth, include_top):
+    """The model's weights as `.weights.h5` and as keras.applications' legacy file."""
+    suffix = "" if include_top else "_notop"
+    legacy = folder / f"resnet{depth}_weights_tf_dim_ordering_tf_kernels{suffix}.h5"
+    with h5py.File(legacy, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, model)
+    modern = folder / f"resnet{depth}{suffix}.weights.h5"
+    model.save_weights(modern)
+    return {"weights.h5": str(modern), "legacy h5": str(legacy)}
+
+
+def predict(model, x):
+    return keras.ops.convert_to_numpy(model(x, training=False))
+
+
+def reference(depth, include_top, size, folder, photo):
+    """keras.applications' model, randomized and saved: (files, input, outputs)."""
+    kwargs = dict(include_top=include_top, input_shape=(size, size, 3))
+    if include_top:
+        kwargs["classifier_activation"] = None  # logits: softmax would hide differences
+    model = APPLICATIONS[depth](weights=None, **kwargs)
+    randomize(model)
+    x = kr.preprocess_input(np.array(photo("chelsea", size))[None])
+    files = save_both_formats(model, folder, depth, include_top)
+    return files, kwargs, x, predict(model, x)
+
+
+@pytest.fixture(scope="module")
+def resnet50_files(tmp_path_factory, photo):
+    return reference(50, True, 224, tmp_path_factory.mktemp("resnet50"), photo)
+
+
+@pytest.mark.parametrize("fmt", ["weights.h5", "legacy h5"])
+def test_resnet50_reproduces_keras_applications(resnet50_files, fmt):
+    files, kwargs, x, expected = resnet50_files
+    assert np.abs(expected).max() > 0.1 and expected.std() > 0.05  # a meaningful output
+    model = kr.ResNet50(weights=files[fmt], **kwargs)
+    np.testing.assert_allclose(predict(model, x), expected, rtol=0, atol=1e-5)
+
+
+def test_the_equivalence_check_can_fail(resnet50_files):
+    """The same file in v1.5 (same weight shapes, stride in the 3x3) and no
+    file at all both give clearly different outputs."""
+    files, kwargs, x, expected = resnet50_files
+    v15 = kr.ResNet50(weights=files["weights.h5"], variant="v1.5", **kwargs)
+    assert np.abs(predict(v15, x) - expected).max() > 1e-2
+    assert np.abs(predict(kr.ResNet50(**kwargs), x) - expected).max() > 1e-2
+
+
+@pytest.mark.parametrize("depth, include_top, size", [
+    (50, False, 224),  # the _notop layout
+    (101, True, 64),
+    (152, True, 64),
+])
+def test_other_keras_applications_files(depth, include_top, size, tmp_path, photo):
+    files, kwargs, x, expected = reference(depth, include_top, size, tmp_path, photo)
+    for path in files.values():
+        model = kr.get_model(f"resnet{depth}", weights=path, **kwargs)
+        np.testing.assert_allclose(predict(model, x), expected, rtol=0, atol=1e-5)
+
+
+def test_weights_imagenet_downloads_keras_applications_file(resnet50_files, monkeypatch):
+    """weights="imagenet" asks keras.utils.get_file for keras.applications'
+    file (faked here: the machine is offline) and loads what it returns."""
+    files, kwargs, x, expected = resnet50_files
+    asked = []
+
+    def fake_get_file(fname, origin, **kwargs):
+        asked.append((fname, origin, kwargs.get("file_hash")))
+        return files["legacy h5"]
+
+    monkeypatch.setattr(keras.utils, "get_file", fake_get_file)
+    model = kr.ResNet50(weights="imagenet", **kwargs)
+    np.testing.assert_allclose(predict(model, x), expected, rtol=0, atol=1e-5)
+    fname = "resnet50_weights_tf_dim_ordering_tf_kernels.h5"
+    assert asked == [(fname, weights_lib.KERAS_APPLICATIONS_URL + fname,
+                      weights_lib.IMAGENET_HASHES["resnet50"][0])]
+
+
+@pytest.mark.parametrize("include_top, fname", [
+    (True, "resnet50_weights_tf_dim_ordering_tf_kernels.h5"),
+    (False, "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+])
+def test_weights_imagenet_offline_says_what_to_do(monkeypatch, include_top, fname):
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: [Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    with pytest.raises(ValueError) as error:
+        kr.ResNet50(weights="imagenet", include_top=include_top, input_shape=(64, 64, 3))
+    message = str(error.value)
+    assert weights_lib.KERAS_APPLICATIONS_URL + fname in message
+    assert "weights='<path>'" in message and "~/.keras/models/" + fname in message
+
+
+MISMATCH = "ignore:Skipping nested container"  # Keras warns, then fails to load
+
+
+@pytest.mark.filterwarnings(MISMATCH)
+@pytest.mark.parametrize("fmt", ["weights.h5", "legacy h5"])
+def test_a_file_for_another_architecture_is_rejected(resnet50_files, fmt):
+    files = resnet50_files[0]
+    with pytest.raises(ValueError) as error:
+        kr.ResNet101(weights=files[fmt], input_shape=(64, 64, 3))
+    assert "does not fit model 'resnet101'" in str(error.value)
+    assert files[fmt] in str(error.value)
+
+
+@pytest.mark.filterwarnings(MISMATCH)
+@pytest.mark.parametrize("fmt", ["weights.h5", "legacy h5"])
+def test_a_file_with_other_classes_is_rejected(resnet50_files, fmt):
+    files = resnet50_files[0]
+    with pytest.raises(ValueError, match="does not fit model 'resnet50'"):
+        kr.ResNet50(weights=files[fmt], classes=10, input_shape=(64, 64, 3))
+
+
+@pytest.mark.parametrize("build, words", [
+    (lambda: kr.ResNet50(weights="imagenet", classes=10),
+     ["classes=10", "weights='imagenet'", "classes=1000"]),
+    (lambda: kr.ResNet18(weights="imagenet"),
+     ["weights='imagenet'", "resnet18", "resnet101, resnet152, resnet50", "weights=None"]),
+    (lambda: kr.ResNet50(weights="imagenet", variant="v1.5"), ["variant='v1.5'", "'v1'"]),
+    (lambda: kr.ResNet50(weights="imagenet", shortcut="C"), ["shortcut='C'", "'B'"]),
+    (lambda: kr.ResNet50(weights="imagenet", include_top=False, input_shape=(64, 64, 1)),
+     ["channels=1", "channels=3"]),
+    (lambda: kr.ResNet56(weights="cifar10"), ["weights='cifar10'", "resnet56", "resnet20"]),
+    (lambda: kr.ResNet20(weights="/no/such/file.weights.h5"),
+     ["weights='/no/such/file.weights.h5'", "None", "imagenet, cifar10", "existing weights file"]),
+])
+def test_bad_weights_name_the_argument_and_what_is_allowed(build, words):
+    with pytest.raises(ValueError) as error:
+        build()
+    for word in words:
+        assert word in str(error.value)
+
+
+def test_a_weights_file_of_unknown_format_is_rejected(tmp_path):
+    path = tmp_path / "weights.npz"
+    path.write_bytes(b"not weights")
+    with pytest.raises(ValueError) as error:
+        kr.ResNet20(weights=str(path))
+    assert f"weights={str(path)!r}" in str(error.value)
+    assert ".weights.h5, .h5, .keras" in str(error.value)
+
+
+# --- decode_predictions ------------------------------------------------------
+
+
+def test_decode_predictions_is_keras_applications(tmp_path, monkeypatch):
+    # A stand-in class index: the real one is a download away.
+    index = {str(i): [f"n{i:08d}", f"class_{i}"] for i in range(1000)}
+    path = tmp_path / "imagenet_class_index.json"
+    path.write_text(json.dumps(index))
+    monkeypatch.setattr(keras_imagenet_utils, "CLASS_INDEX", None)
+    monkeypatch.setattr(keras_imagenet_utils.file_utils, "get_file", lambda *a, **k: str(path))
+    preds = np.random.default_rng(0).dirichlet(np.ones(1000), size=2).astype("float32")
+    decoded = kr.decode_predictions(preds, top=3)
+    assert decoded == keras.applications.resnet.decode_predictions(preds, top=3)
+    assert decoded[0][0][:2] == tuple(index[str(preds[0].argmax())])
+    with pytest.raises(ValueError, match="1000"):
+        kr.decode_predictions(preds[:, :10])
+
+
+def test_decode_predictions_offline_says_what_to_do(monkeypatch):
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure")
+
+    monkeypatch.setattr(keras_imagenet_utils, "CLASS_INDEX", None)
+    monkeypatch.setattr(keras_imagenet_utils.file_utils, "get_file", offline)
+    with pytest.raises(ValueError, match="~/.keras/models/imagenet_class_index.json"):
+        kr.decode_predictions(np.ones((1, 1000), "float32"))
