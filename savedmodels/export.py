@@ -62,6 +62,7 @@ def export(source, export_base, model_name=None, version=None, keep_versions=Non
            top_k=None, warmup_images=None, replay_warmup=True):
     """Writes a sources.Source as a new version; returns its path."""
     model_name = model_name or source.name
+    saved_model.check_exportable(source.model, source.preprocessing, source.class_names, top_k)
     for path in warmup_images or []:
         if not os.path.isfile(path):
             raise ValueError(f"--warmup_images: {path!r}: no such file")

@@ -17,6 +17,22 @@ from savedmodels import predict_api, signatures, warmup
 LABELS_ASSET = "labels.txt"
 
 
+def check_exportable(model, preprocessing, class_names, top_k=None):
+    """Raises the ValueError an export would, before anything is written."""
+    signatures.model_image_size(model, preprocessing)
+    classes = signatures.num_classes(model)
+    signatures.resolve_top_k(top_k, classes)
+    class_names = [str(name) for name in class_names]
+    if len(class_names) != classes:
+        raise ValueError(
+            f"{len(class_names)} class names ({', '.join(class_names[:3])}, ...) "
+            f"for a model with {classes} classes; give one name per class (--labels)"
+        )
+    bad = [name for name in class_names if not name.strip() or "\n" in name]
+    if bad:
+        raise ValueError(f"class names must be non-empty single lines; got {bad[:3]}")
+
+
 def write_saved_model(
     path, model, preprocessing, class_names, model_name, top_k=None,
     warmup_images=None, replay_warmup=True,
@@ -28,16 +44,7 @@ def write_saved_model(
     `replay_warmup`: load the result and answer every warm-up request as
     TF Serving will at load time, so that a broken export fails here.
     """
-    classes = signatures.num_classes(model)
-    class_names = [str(name) for name in class_names]
-    if len(class_names) != classes:
-        raise ValueError(
-            f"{len(class_names)} class names ({', '.join(class_names[:3])}, ...) "
-            f"for a model with {classes} classes; give one name per class (--labels)"
-        )
-    bad = [name for name in class_names if not name.strip() or "\n" in name]
-    if bad:
-        raise ValueError(f"class names must be non-empty single lines; got {bad[:3]}")
+    check_exportable(model, preprocessing, class_names, top_k)
     images = warmup.read_images(warmup_images or warmup.DEFAULT_IMAGES)
     with tempfile.TemporaryDirectory() as tmp:
         labels_path = os.path.join(tmp, LABELS_ASSET)

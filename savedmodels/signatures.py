@@ -57,6 +57,14 @@ def num_classes(model):
     return shape[-1]
 
 
+def resolve_top_k(top_k, classes):
+    """`top_k`, or min(DEFAULT_TOP_K, classes) for None; checked against classes."""
+    k = min(DEFAULT_TOP_K, classes) if top_k is None else int(top_k)
+    if not 1 <= k <= classes:
+        raise ValueError(f"top_k={top_k} must be between 1 and the model's {classes} classes")
+    return k
+
+
 class ServingModule(tf.Module):
     """The model with its preprocessing and class names, as tf.functions.
 
@@ -69,12 +77,7 @@ class ServingModule(tf.Module):
         self.model = model
         self.preprocessing = preprocessing
         self.image_size = model_image_size(model, preprocessing)
-        classes = num_classes(model)
-        self.top_k = min(DEFAULT_TOP_K, classes) if top_k is None else int(top_k)
-        if not 1 <= self.top_k <= classes:
-            raise ValueError(
-                f"top_k={top_k} must be between 1 and the model's {classes} classes"
-            )
+        self.top_k = resolve_top_k(top_k, num_classes(model))
         self.class_names = tf.lookup.StaticHashTable(
             tf.lookup.TextFileInitializer(
                 labels_path,

@@ -104,6 +104,7 @@ def write_version(export_base, model_name, write, version=None, keep_versions=No
         _check_free(model_base, version)
     if keep_versions is not None and keep_versions < 1:
         raise ValueError(f"keep_versions={keep_versions} must be >= 1")
+    created = not os.path.isdir(model_base)
     os.makedirs(model_base, exist_ok=True)
     tmp = _hidden_folder(model_base, "export")
     os.mkdir(tmp)  # unlike mkdtemp, honours the umask: servers run as other users
@@ -113,6 +114,8 @@ def write_version(export_base, model_name, write, version=None, keep_versions=No
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp)
+            if created and not os.listdir(model_base):
+                os.rmdir(model_base)
     if keep_versions is not None:
         prune(model_base, keep_versions, protect=version)
     return os.path.join(model_base, str(version))

