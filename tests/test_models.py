@@ -5,6 +5,9 @@ ImageNet nets are built at 64x64 where only shapes matter: building costs
 the same at any size, and a forward pass is cheap there.
 """
 
+import ast
+import pathlib
+
 import keras
 import numpy as np
 import pytest
@@ -407,3 +410,33 @@ def test_bad_arguments_name_the_argument_and_what_is_allowed(build, words):
         build()
     for word in words:
         assert word in str(error.value)
+
+
+# --- backend independence ----------------------------------------------------
+
+# Everything `import keras_resnet` loads. preprocessing.py and model_dir.py
+# (tf.data recipes, trainer files) are deliberately outside the package import.
+BUILDER_MODULES = ("__init__", "arguments", "blocks", "flops", "imagenet_utils", "layers",
+                   "regularization", "resnet", "weights", "zoo")
+
+
+def test_builders_use_only_keras():
+    """No TensorFlow in what `import keras_resnet` loads, so the builders
+    also run under KERAS_BACKEND=jax or torch (neither is installed here)."""
+    package = pathlib.Path(kr.__file__).parent
+    for module in BUILDER_MODULES:
+        path = package / f"{module}.py"
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            where = f"{path.name}:{getattr(node, 'lineno', '?')}"
+            if isinstance(node, ast.Import):
+                imported = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                imported = [node.module or ""] if node.level == 0 else []
+            else:
+                imported = []
+                assert not (isinstance(node, ast.Name) and node.id == "tf"), where
+            for name in imported:
+                assert name.split(".")[0] != "tensorflow", f"{where} imports {name}"
+                assert "backend.tensorflow" not in name, f"{where} imports {name}"
+                if name.startswith("keras_resnet."):
+                    assert name.split(".")[1] in BUILDER_MODULES, f"{where} imports {name}"
