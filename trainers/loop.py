@@ -197,14 +197,18 @@ def _dump_json(value, path):
         json.dump(value, f, indent=2)
 
 
-def train(run, strategy, chief=True):
-    """Trains (or resumes) `run` under `strategy`; returns the results dict."""
+def train(run, strategy, chief=True, dataset=None):
+    """Trains (or resumes) `run` under `strategy`; returns the results dict.
+
+    `dataset`: what `load_dataset` returns for run's data settings, when the
+    caller already holds it (tune reuses one across its trials)."""
     if run.seed is not None:
         keras.utils.set_random_seed(run.seed)
     if run.input_options.deterministic:
         tf.config.experimental.enable_op_determinism()
-    dataset = load_dataset(run.dataset, run.data_dir, run.input_options,
-                           run.validation_split, run.use_synthetic_data)
+    if dataset is None:
+        dataset = load_dataset(run.dataset, run.data_dir, run.input_options,
+                               run.validation_split, run.use_synthetic_data)
     steps_per_epoch, total_steps, epochs, execution = plan(run, dataset)
     check_model_dir(run, chief)
     if chief:
