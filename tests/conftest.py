@@ -31,3 +31,28 @@ def photo():
         return _photo(name, size)
 
     return load
+
+
+SHARED_CIFAR10 = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "..", "shared", "datasets", "cifar10-jpeg.tar.gz",
+)
+
+
+@pytest.fixture(scope="session")
+def cifar_slice(tmp_path_factory):
+    """A .tar.gz of the real CIFAR-10 copy's first 20 train and 10 test
+    images per class (300 in all), in the shared archive's own layout."""
+    import collections
+    import tarfile
+
+    path = tmp_path_factory.mktemp("cifar") / "cifar10-slice.tar.gz"
+    limits = {"train": 20, "test": 10}
+    counts = collections.Counter()
+    with tarfile.open(SHARED_CIFAR10) as src, tarfile.open(path, "w:gz") as out:
+        for member in src:
+            parts = member.name.split("/")
+            if member.isfile() and len(parts) == 4 and counts[parts[1], parts[2]] < limits[parts[1]]:
+                counts[parts[1], parts[2]] += 1
+                out.addfile(member, src.extractfile(member))
+    return str(path)

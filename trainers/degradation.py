@@ -54,10 +54,7 @@ def main(argv):
             run = dataclasses.replace(base, model=name,
                                       model_dir=os.path.join(FLAGS.model_dir, name))
             logging.info("Degradation experiment: training %s", name)
-            try:
-                result = train(run, strategy, chief)
-            except ValueError as error:
-                raise app.UsageError(str(error)) from error
+            result = train(run, strategy, chief)
             records = cb.read_metrics(os.path.join(run.model_dir, cb.METRICS_FILE))
             results[name] = (records, result)
     if chief:

@@ -49,13 +49,31 @@ def get_strategy(name, num_gpus=None, num_cpu_replicas=0, tpu=None):
         options = tf.distribute.experimental.CommunicationOptions(
             implementation=tf.distribute.experimental.CommunicationImplementation.RING
         )
-        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        return _reduce_per_tensor(
+            tf.distribute.MultiWorkerMirroredStrategy(communication_options=options))
     if name == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
     raise ValueError(f"--distribution_strategy={name!r} is unknown")
+
+
+def _reduce_per_tensor(strategy):
+    """Keras 3.15 asks MultiWorkerMirroredStrategy for reductions it cannot
+    do: a whole (images, labels) batch at once, and scalar metrics along
+    axis 0. Reduce one tensor at a time, scalars across replicas only."""
+    reduce = strategy.reduce
+
+    def reduce_one(reduce_op, value, axis):
+        rank = strategy.experimental_local_results(value)[0].shape.rank
+        return reduce(reduce_op, value, axis=None if rank == 0 else axis)
+
+    def reduce_nested(reduce_op, value, axis=None):
+        return tf.nest.map_structure(lambda v: reduce_one(reduce_op, v, axis), value)
+
+    strategy.reduce = reduce_nested
+    return strategy
 
 
 def is_chief(strategy):

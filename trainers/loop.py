@@ -2,6 +2,7 @@
 whatever `strategy` is, the same code runs under its scope."""
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -104,7 +105,8 @@ def _compile(model, run, optimizer, steps_per_execution):
     model.compile(
         optimizer=optimizer,
         loss=SparseCrossentropy(run.label_smoothing),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        # Weighted: eval pads its last steps with weight-0 examples.
+        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         steps_per_execution=steps_per_execution,
         jit_compile=run.jit_compile,
     )
@@ -170,6 +172,14 @@ def plan(run, dataset):
         )
     execution = math.gcd(execution, steps_per_epoch, total)
     return steps_per_epoch, total, math.ceil(total / steps_per_epoch), execution
+
+
+def weights_fingerprint(model):
+    """sha256 of all weights: replicas and workers that agree print the same."""
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(keras.ops.convert_to_numpy(weight).tobytes())
+    return digest.hexdigest()
 
 
 def check_model_dir(run, chief):
@@ -261,6 +271,7 @@ def train(run, strategy, chief=True, dataset=None):
         "model": run.model,
         "dataset": dataset.name,
         "step": int(model.optimizer.iterations.numpy()),
+        "weights_sha256": weights_fingerprint(model),
         "train_seconds_this_process": round(time.time() - start, 1),
         "nan_step": nan_stop.nan_step,
     }

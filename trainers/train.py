@@ -41,10 +41,7 @@ def main(argv):
     del argv
     check_flags()
     strategy = distribution.from_flags(FLAGS)
-    try:
-        result = train(Run.from_flags(FLAGS), strategy, distribution.is_chief(strategy))
-    except ValueError as error:  # bad data or model_dir: the message says what to fix
-        raise app.UsageError(str(error)) from error
+    result = train(Run.from_flags(FLAGS), strategy, distribution.is_chief(strategy))
     if result.get("nan_step") is not None:
         sys.exit(
             f"Training stopped: the loss became NaN or infinite at step {result['nan_step']}. "

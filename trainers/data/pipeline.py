@@ -2,9 +2,11 @@
 prefetch and the options that keep a training step from waiting on input."""
 
 import dataclasses
+import threading
 from typing import Callable
 
 import tensorflow as tf
+from absl import logging
 
 from keras_resnet.preprocessing import EvalPreprocessing
 
@@ -21,6 +23,12 @@ class InputOptions:
     private_threadpool_size: int = 0
     seed: int = None
     skip_corrupt: bool = False
+    # Streaming (ImageNet-style) datasets; None: the dataset's own size.
+    image_size: int = None
+    train_preprocessing: str = "scale"  # or "inception"
+    color_augment: bool = False
+    ten_crop: bool = False
+    tfds_manual_dir: str = None
 
 
 @dataclasses.dataclass
@@ -35,6 +43,9 @@ class Dataset:
     preprocessing: EvalPreprocessing
     train: Callable
     eval: Callable
+    # (batch, ctx) -> ((batch, 10, size, size, 3) views, labels): the paper's
+    # 10-crop testing, for ImageNet-style datasets built with ten_crop.
+    eval_ten_crop: Callable = None
 
     @property
     def num_classes(self):
@@ -66,9 +77,27 @@ def finish(dataset, *, training, batch_size, map_fn, options, input_context,
         buffer = shuffle_buffer or options.shuffle_buffer
         dataset = dataset.shuffle(buffer, seed=options.seed).repeat()
     dataset = dataset.map(map_fn, num_parallel_calls=AUTOTUNE, deterministic=options.deterministic)
-    dataset = dataset.batch(per_replica_batch(batch_size, input_context), drop_remainder=training)
+    if training:
+        dataset = dataset.batch(per_replica_batch(batch_size, input_context), drop_remainder=True)
+    else:
+        dataset = pad_to_full_steps(dataset, batch_size, input_context)
     dataset = dataset.prefetch(AUTOTUNE)
     return with_options(dataset, options)
+
+
+def pad_to_full_steps(dataset, batch_size, input_context):
+    """Eval batches as (image, label, weight): every step gives every replica
+    a full batch, the padding weighted 0, so accuracy counts each real
+    example once. (A replica handed an empty batch fails in oneDNN's BN.)"""
+    replica_batch = per_replica_batch(batch_size, input_context)
+    replicas = 1
+    if input_context is not None:
+        replicas = input_context.num_replicas_in_sync // input_context.num_input_pipelines
+    step = replica_batch * replicas
+    dataset = dataset.map(lambda x, y: (x, y, tf.constant(1.0)))
+    padding = dataset.take(1).map(lambda x, y, w: (tf.zeros_like(x), tf.zeros_like(y), 0.0))
+    dataset = dataset.concatenate(padding.repeat(step - 1))
+    return dataset.batch(step, drop_remainder=True).unbatch().batch(replica_batch)
 
 
 def with_options(dataset, options):
@@ -79,3 +108,70 @@ def with_options(dataset, options):
     # Sharding is done explicitly per input pipeline; no auto-shard on top.
     tf_options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return dataset.with_options(tf_options)
+
+
+def shuffle_seed(options, input_context):
+    """options.seed, made different for each input pipeline (worker)."""
+    if options.seed is None:
+        return None
+    pipeline = input_context.input_pipeline_id if input_context is not None else 0
+    return options.seed + 7919 * pipeline
+
+
+def with_seeds(dataset, seed):
+    """Pairs each element with its own [2] seed for stateless augmentation:
+    reproducible with a seed, whatever the map parallelism."""
+    return tf.data.Dataset.zip((dataset, tf.data.Dataset.random(seed=seed).batch(2)))
+
+
+def guarded(fn, args, fallback):
+    """(fn(*args), True), or (fallback, False) where fn fails.
+
+    TensorFlow's decoders and record readers raise errors that name no file;
+    this turns a failure into a flag that the pipeline reports by name
+    (`BadExamples`), without stopping a parallel map."""
+    inner = tf.data.Dataset.from_tensors(args).map(lambda *a: (fn(*a), True)).ignore_errors()
+    inner = inner.concatenate(tf.data.Dataset.from_tensors((fallback, False)))
+    return inner.take(1).get_single_element()
+
+
+class BadExamples:
+    """Bad input met while a pipeline runs (a corrupt or truncated image or
+    record, a label outside the class range): an error naming it, or, with
+    skip_corrupt, skipped and counted in the log. Never a silent drop."""
+
+    def __init__(self, skip):
+        self.skip = skip
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def report(self, name, problem):
+        """Python side: raise, or log and count (a py_function runs it)."""
+        name = name.numpy().decode("utf-8", "replace")
+        problem = problem.numpy().decode("utf-8", "replace")
+        if not self.skip:
+            raise ValueError(f"{name}: {problem}; pass --skip_corrupt to skip (and count) "
+                             "bad examples")
+        with self._lock:
+            self.count += 1
+            count = self.count
+        logging.warning("Skipped bad example #%d: %s: %s", count, name, problem)
+        return False
+
+    def keep(self, name, problem):
+        """tf.data filter predicate: True for a good example (problem == "")."""
+        return tf.cond(
+            tf.equal(problem, ""),
+            lambda: tf.constant(True),
+            lambda: tf.reshape(tf.py_function(self.report, [name, problem], tf.bool), []),
+        )
+
+
+def batch_and_prefetch(dataset, *, training, batch_size, options, input_context):
+    """finish()'s tail for sources that map on their own: whole per-replica
+    batches for training, eval padded to full steps, prefetch, options."""
+    if training:
+        dataset = dataset.batch(per_replica_batch(batch_size, input_context), drop_remainder=True)
+    else:
+        dataset = pad_to_full_steps(dataset, batch_size, input_context)
+    return with_options(dataset.prefetch(AUTOTUNE), options)

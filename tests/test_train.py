@@ -1,0 +1,221 @@
+"""The training binary: strategies, precisions, resume after kill -9, NaN
+stop and flag errors, on a 300-image slice of the real CIFAR-10 copy."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_resnet import model_dir as model_dir_lib
+from trainers import schedules
+from trainers.loop import Run, check_model_dir, train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--model=resnet20", "--batch_size=16", "--steps_per_epoch=3", "--log_steps=1"]
+
+
+def trainer(*args, env=None, **kwargs):
+    """Runs `python -m trainers.train` and returns the CompletedProcess."""
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "trainers.train", *args], cwd=ROOT, env=full_env,
+        capture_output=True, text=True, timeout=300, **kwargs,
+    )
+
+
+def results(model_dir):
+    with open(os.path.join(model_dir, "results.json")) as f:
+        return json.load(f)
+
+
+def test_default_strategy_trains_and_writes_its_outputs(cifar_slice, tmp_path):
+    model_dir = str(tmp_path / "run")
+    proc = trainer(*TINY, f"--data_dir={cifar_slice}", f"--model_dir={model_dir}",
+                   "--train_steps=6")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "images_per_sec" in proc.stdout + proc.stderr
+    for name in ("model.keras", "preprocessing.json", "labels.txt", "metrics.jsonl",
+                 "results.json", "training_curves.png", "run_config.json"):
+        assert os.path.exists(os.path.join(model_dir, name)), name
+    result = results(model_dir)
+    assert result["step"] == 6 and result["eval_examples"] == 100
+    assert 0.0 <= result["eval_accuracy"] <= 1.0
+    records = [json.loads(line) for line in open(os.path.join(model_dir, "metrics.jsonl"))]
+    assert [r["step"] for r in records] == [3, 6]
+    assert all(r["images_per_sec"] > 0 and r["learning_rate"] == pytest.approx(0.1 * 16 / 128)
+               for r in records)
+    assert model_dir_lib.read_labels(model_dir)[0] == "airplane"
+    # The saved model reproduces the reported test accuracy.
+    model = model_dir_lib.load_trained_model(model_dir)
+    assert model_dir_lib.trained_model_path(model_dir).endswith("model.keras")
+    assert model.count_params() == keras.models.load_model(
+        model_dir_lib.latest_checkpoint(model_dir)[1]).count_params()
+
+
+def test_resume_after_kill_9_continues_from_the_saved_step(cifar_slice, tmp_path):
+    model_dir = str(tmp_path / "run")
+    args = [*TINY, f"--data_dir={cifar_slice}", f"--model_dir={model_dir}",
+            "--train_steps=30", "--skip_eval"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen([sys.executable, "-m", "trainers.train", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while model_dir_lib.latest_checkpoint(model_dir) is None and time.time() < deadline:
+        time.sleep(0.2)
+        assert proc.poll() is None, "the run ended before its first checkpoint"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = model_dir_lib.latest_checkpoint(model_dir)[0]
+    assert 3 <= killed_at < 30
+    assert not os.path.exists(os.path.join(model_dir, "model.keras"))
+
+    rerun = trainer(*args)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"(step {killed_at})" in rerun.stderr
+    steps = [json.loads(line)["step"] for line in open(os.path.join(model_dir, "metrics.jsonl"))]
+    assert steps[0] == 3 and steps[-1] == 30
+    assert results(model_dir)["step"] == 30
+
+
+def test_mirrored_over_two_cpu_replicas(cifar_slice, tmp_path):
+    model_dir = str(tmp_path / "run")
+    proc = trainer(*TINY, f"--data_dir={cifar_slice}", f"--model_dir={model_dir}",
+                   "--train_steps=3", "--distribution_strategy=mirrored", "--num_cpu_replicas=2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 replicas" in proc.stderr
+    assert results(model_dir)["eval_examples"] == 100
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_multi_worker_mirrored_two_processes_end_with_identical_weights(cifar_slice, tmp_path):
+    model_dir = str(tmp_path / "run")
+    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    procs = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": json.dumps(tf_config)}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "trainers.train", *TINY, f"--data_dir={cifar_slice}",
+             f"--model_dir={model_dir}", "--train_steps=3", "--seed=3",
+             "--distribution_strategy=multi_worker_mirrored"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for proc, (out, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err[-3000:]
+    reports = [json.loads(out[out.index("{"):]) for out, _ in outputs]
+    assert reports[0]["weights_sha256"] == reports[1]["weights_sha256"]
+    assert reports[0]["step"] == reports[1]["step"] == 3
+    # Only the chief writes; what it wrote is what both computed.
+    assert results(model_dir)["weights_sha256"] == reports[0]["weights_sha256"]
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_on_one_device(cifar_slice, tmp_path, policy):
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        run = Run(model="resnet20", model_dir=str(tmp_path / policy), data_dir=cifar_slice,
+                  batch_size=16, train_steps=2, steps_per_epoch=2, verbose=0)
+        result = train(run, tf.distribute.OneDeviceStrategy("/cpu:0"))
+        model = model_dir_lib.load_trained_model(run.model_dir, compile=True)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert result["step"] == 2 and np.isfinite(result["eval_loss"])
+    assert model.get_layer("conv1_conv").compute_dtype == policy.split("_")[1]
+    assert model.get_layer("predictions").compute_dtype == "float32"
+    loss_scaled = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert loss_scaled == (policy == "mixed_float16")
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(cifar_slice, tmp_path):
+    model_dir = str(tmp_path / "run")
+    proc = trainer(*TINY, f"--data_dir={cifar_slice}", f"--model_dir={model_dir}",
+                   "--train_steps=60", "--steps_per_epoch=2", "--base_learning_rate=1e6",
+                   "--skip_eval")
+    assert proc.returncode == 1
+    assert "loss became NaN or infinite at step" in proc.stderr
+    kept = model_dir_lib.latest_checkpoint(model_dir)
+    assert kept is not None and kept[1] in proc.stderr
+    weights = keras.models.load_model(kept[1]).get_weights()
+    assert all(np.isfinite(w).all() for w in weights)
+    assert not os.path.exists(os.path.join(model_dir, "model.keras"))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--batch_size=15", "--distribution_strategy=mirrored", "--num_cpu_replicas=2"],
+     "--batch_size=15 does not divide by the 2 replicas"),
+    (["--batch_size=0"], "--batch_size=0 must be > 0"),
+    (["--label_smoothing=1.5"], "--label_smoothing=1.5 must be < 1"),
+    (["--model=resnet21"], "--model: value should be one of"),
+    (["--num_cpu_replicas=2"], "--num_cpu_replicas=2 needs --distribution_strategy=mirrored"),
+    (["--mixed_precision=float8"], "--mixed_precision: value should be one of"),
+])
+def test_flag_errors_name_the_flag(tmp_path, args, message):
+    proc = trainer(f"--model_dir={tmp_path}", "--data_dir=unused", *args)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+
+
+def test_a_model_dir_resumes_only_its_own_run(tmp_path):
+    run = Run(model="resnet20", model_dir=str(tmp_path))
+    check_model_dir(run, chief=True)
+    check_model_dir(run, chief=True)  # the same run may resume
+    other = Run(model="resnet56", model_dir=str(tmp_path), batch_size=64)
+    with pytest.raises(ValueError, match=r"--model='resnet56' \(was 'resnet20'\).*--batch_size=64"):
+        check_model_dir(other, chief=True)
+
+
+def _lr(schedule, step):
+    return float(keras.ops.convert_to_numpy(schedule(step)))
+
+
+def test_paper_cifar_schedule():
+    s = schedules.build("paper", base_lr=0.1, total_steps=64_000, steps_per_epoch=400,
+                        batch_size=128, cifar=True, depth=20)
+    assert [_lr(s, t) for t in (0, 31_999, 32_001, 47_999, 48_001)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 0.001])
+    assert schedules.default_steps(True, 400, 128) == 64_000
+    # Twice the batch: twice the rate, boundaries at the same epochs.
+    s = schedules.build("paper", base_lr=0.1, total_steps=32_000, steps_per_epoch=200,
+                        batch_size=256, cifar=True, depth=20)
+    assert [_lr(s, t) for t in (0, 16_001)] == pytest.approx([0.2, 0.02])
+
+
+def test_paper_warm_up_for_resnet110():
+    s = schedules.build("paper", base_lr=0.1, total_steps=64_000, steps_per_epoch=400,
+                        batch_size=128, cifar=True, depth=110)
+    assert [_lr(s, t) for t in (0, 399, 400, 32_001)] == pytest.approx([0.01, 0.01, 0.1, 0.01])
+
+
+def test_imagenet_schedule_scales_with_batch_and_warms_up_linearly():
+    s = schedules.build("paper", base_lr=0.1, total_steps=120 * 10, steps_per_epoch=10,
+                        batch_size=512, cifar=False, depth=50, warmup_epochs=5)
+    assert _lr(s, 49) == pytest.approx(0.2)
+    assert _lr(s, 0) == pytest.approx(0.2 / 50)
+    assert [_lr(s, t) for t in (299, 301, 601, 901)] == pytest.approx([0.2, 0.02, 0.002, 0.0002])
+    cosine = schedules.build("cosine", base_lr=0.1, total_steps=100, steps_per_epoch=10,
+                             batch_size=256, cifar=False, depth=50)
+    assert _lr(cosine, 0) == pytest.approx(0.1) and _lr(cosine, 100) == pytest.approx(0.0)
+
+
+def test_schedules_survive_a_checkpoint_round_trip():
+    s = schedules.build("paper", base_lr=0.1, total_steps=64_000, steps_per_epoch=400,
+                        batch_size=128, cifar=True, depth=110)
+    restored = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(s))
+    assert [_lr(restored, t) for t in (0, 400, 32_001)] == pytest.approx([0.01, 0.1, 0.01])
