@@ -133,16 +133,16 @@ class ServingModule(tf.Module):
             )
             return self._outputs(self._model_inputs(features[EXAMPLE_IMAGE_KEY]))
 
-        specs = {
-            SERVING_DEFAULT: (serving_default, tf.TensorSpec([None], tf.string)),
-            PREDICT_TENSOR: (predict_tensor, tf.TensorSpec([None, size, size, 3], tf.float32)),
-            CLASSIFY_TF_EXAMPLE: (classify_tf_example, tf.TensorSpec([None], tf.string)),
+        inputs = {
+            SERVING_DEFAULT: (serving_default, [None], tf.string),
+            PREDICT_TENSOR: (predict_tensor, [None, size, size, 3], tf.float32),
+            CLASSIFY_TF_EXAMPLE: (classify_tf_example, [None], tf.string),
         }
         functions = {
             name: tf.function(fn).get_concrete_function(
-                tf.TensorSpec(spec.shape, spec.dtype, name=SIGNATURE_INPUTS[name])
+                tf.TensorSpec(shape, dtype, name=SIGNATURE_INPUTS[name])
             )
-            for name, (fn, spec) in specs.items()
+            for name, (fn, shape, dtype) in inputs.items()
         }
         used = {}
         for function in functions.values():

@@ -117,10 +117,6 @@ def _from_keras_file(keras_file):
 
 
 def _from_zoo(model, weights):
-    if model.lower() not in keras_resnet.list_models():
-        raise ValueError(
-            f"--model={model!r} is unknown; allowed: {', '.join(keras_resnet.list_models())}"
-        )
     if not weights:
         raise ValueError(
             f"--model={model} needs --weights: cifar10, imagenet or a weights file "
@@ -130,7 +126,24 @@ def _from_zoo(model, weights):
         built = keras_resnet.get_model(model, weights=weights)
     except ValueError as error:
         raise ValueError(f"--model={model} --weights={weights}: {error}") from None
-    return built, model.lower()
+    return built, built.name  # the zoo's own spelling, e.g. "resnet20"
+
+
+def _preprocessing_for(built, source_dir, zoo_name, flag_for_error):
+    """The source's own EvalPreprocessing, when it has one."""
+    if source_dir is not None:
+        path = os.path.join(source_dir, model_dir_lib.PREPROCESSING_FILE)
+        if os.path.isfile(path):
+            return _load_preprocessing("preprocessing", path)
+        reason = f"{source_dir!r} has no {model_dir_lib.PREPROCESSING_FILE}"
+    elif zoo_name and not keras_resnet.is_cifar_model(zoo_name):
+        return EvalPreprocessing("imagenet", built.input_shape[1])
+    elif zoo_name:
+        reason = ("CIFAR models subtract their training set's mean image, which the "
+                  "trainer saves in its model_dir's preprocessing.json")
+    else:
+        reason = "a .keras file does not say how its inputs were made"
+    raise ValueError(f"{flag_for_error} needs --preprocessing=<EvalPreprocessing json>: {reason}")
 
 
 def load_source(model_dir=None, keras_file=None, model=None, weights=None,
@@ -145,38 +158,22 @@ def load_source(model_dir=None, keras_file=None, model=None, weights=None,
         )
     if weights and not model:
         raise ValueError(f"--weights={weights!r} only applies to --model")
-    if preprocessing:
+    if preprocessing:  # checked before the (slow) model loads
         eval_preprocessing = _load_preprocessing("preprocessing", preprocessing)
     if labels:
         _check_file("labels", labels)
 
-    source_dir = None
+    source_dir = zoo_name = None
     if model_dir:
         built, source_dir, name = _from_model_dir(model_dir)
     elif keras_file:
         built, source_dir, name = _from_keras_file(keras_file)
     else:
-        built, name = _from_zoo(model, weights)
-
+        built, zoo_name = _from_zoo(model, weights)
+        name = zoo_name
     if not preprocessing:
-        if source_dir is not None:
-            path = os.path.join(source_dir, model_dir_lib.PREPROCESSING_FILE)
-            if not os.path.isfile(path):
-                raise ValueError(
-                    f"{source_dir!r} has no {model_dir_lib.PREPROCESSING_FILE}; "
-                    "pass --preprocessing=<EvalPreprocessing json>"
-                )
-            eval_preprocessing = _load_preprocessing("preprocessing", path)
-        elif model and not keras_resnet.is_cifar_model(model.lower()):
-            eval_preprocessing = EvalPreprocessing("imagenet", built.input_shape[1])
-        else:
-            raise ValueError(
-                f"--{'model=' + model if model else 'keras_file=' + keras_file} needs "
-                "--preprocessing=<EvalPreprocessing json>: "
-                + ("CIFAR models subtract their training set's mean image, "
-                   "which the trainer saves in its model_dir's preprocessing.json"
-                   if model else "a .keras file does not say how its inputs were made")
-            )
+        flag = f"--model={zoo_name}" if zoo_name else f"{given[0]}={model_dir or keras_file}"
+        eval_preprocessing = _preprocessing_for(built, source_dir, zoo_name, flag)
 
     if labels:
         class_names = _read_class_names(labels)

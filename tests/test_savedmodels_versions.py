@@ -8,8 +8,12 @@ import os
 import stat
 
 import pytest
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
 
 from savedmodels import versions
+
+MODELS_CONFIG = os.path.join(os.path.dirname(versions.__file__), "models.config")
 
 
 def write_marker(folder):
@@ -118,3 +122,15 @@ def test_a_stale_version_count_is_recounted_not_overwritten(tmp_path, monkeypatc
 def test_model_name_must_be_a_plain_folder_name(tmp_path, name):
     with pytest.raises(ValueError, match="model_name="):
         versions.write_version(str(tmp_path), name, write_marker)
+
+
+def test_example_models_config_parses_and_points_at_model_folders():
+    config = model_server_config_pb2.ModelServerConfig()
+    with open(MODELS_CONFIG) as f:
+        text_format.Parse(f.read(), config)
+    models = config.model_config_list.config
+    assert len(models) >= 2
+    for model in models:
+        versions.check_model_name(model.name)
+        assert model.base_path == f"/models/{model.name}"  # <export_base>/<model_name>
+        assert model.model_platform == "tensorflow"
