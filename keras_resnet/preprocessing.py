@@ -144,3 +144,139 @@ class EvalPreprocessing:
     def load(cls, path):
         with tf.io.gfile.GFile(path) as f:
             return cls.from_json(f.read())
+
+
+# ImageNet training recipes. They take a per-example `seed` (shape [2]
+# integers, e.g. from tf.data.Dataset.random) and use stateless random ops, so
+# that augmentation is reproducible and independent of map parallelism.
+
+TRAIN_RECIPES = ("scale", "inception")
+# Paper section 3.4: shorter side sampled uniformly in [256, 480] for a 224 crop.
+SCALE_RANGE = (256, 480)
+# Inception-style random-resized crop (Szegedy et al., 2015).
+INCEPTION_AREA_RANGE = (0.08, 1.0)
+INCEPTION_ASPECT_RANGE = (3 / 4, 4 / 3)
+# The paper's colour augmentation is AlexNet's [21] PCA lighting noise; these
+# are the ImageNet RGB eigenvalues/vectors (pixels in 0..1) fb.resnet.torch uses.
+PCA_STDDEV = 0.1
+PCA_EIGVAL = (0.2175, 0.0188, 0.0045)
+PCA_EIGVEC = ((-0.5675, 0.7192, 0.4009),
+              (-0.5808, -0.0045, -0.8140),
+              (-0.5836, -0.6948, 0.4203))
+
+
+def scale_crop_window(shape, seed, image_size=224, scale_range=SCALE_RANGE):
+    """The paper's scale augmentation as a window of the original image.
+
+    Resizing the shorter side to S ~ U[256, 480] and cropping image_size
+    pixels is cropping a square of side image_size * shorter / S at a random
+    place and resizing it: only that window needs decoding. The range scales
+    with image_size (256/224 to 480/224 of it). Returns [top, left, h, w]."""
+    lo, hi = (round(s * image_size / 224) for s in scale_range)
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    h, w = shape[0], shape[1]
+    scale = tf.random.stateless_uniform([], seeds[0], lo, hi + 1, dtype=tf.int32)
+    side = tf.maximum(image_size * tf.minimum(h, w) // scale, 1)
+    top = tf.random.stateless_uniform([], seeds[1], 0, h - side + 1, dtype=tf.int32)
+    left = tf.random.stateless_uniform([], seeds[2], 0, w - side + 1, dtype=tf.int32)
+    return tf.stack([top, left, side, side])
+
+
+def inception_crop_window(shape, seed, area_range=INCEPTION_AREA_RANGE,
+                          aspect_range=INCEPTION_ASPECT_RANGE):
+    """Inception-style random-resized crop: 8%-100% of the area, aspect 3/4-4/3
+    (the whole image when 10 tries fail). Returns [top, left, h, w]."""
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.stack([shape[0], shape[1], 3]),
+        bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]),
+        seed=seed,
+        min_object_covered=0.1,
+        aspect_ratio_range=aspect_range,
+        area_range=area_range,
+        max_attempts=10,
+        use_image_if_no_bounding_boxes=True,
+    )
+    return tf.stack([begin[0], begin[1], size[0], size[1]])
+
+
+def crop_window(recipe, shape, seed, image_size):
+    """The crop window of a training recipe ("scale" or "inception")."""
+    check_choice("recipe", recipe, TRAIN_RECIPES)
+    if recipe == "scale":
+        return scale_crop_window(shape, seed, image_size)
+    return inception_crop_window(shape, seed)
+
+
+def decode_window(image_bytes, window_fn):
+    """Decodes only the window `window_fn(shape)` of a JPEG (the header gives
+    the shape, tf.image.decode_and_crop_jpeg the pixels); other formats are
+    decoded whole and cropped. uint8 HWC."""
+
+    def jpeg():
+        window = window_fn(tf.image.extract_jpeg_shape(image_bytes))
+        return tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3)
+
+    def other():
+        image = decode_image(image_bytes)
+        return crop_to_window(image, window_fn(tf.shape(image)))
+
+    image = tf.cond(tf.io.is_jpeg(image_bytes), jpeg, other)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def crop_to_window(image, window):
+    return image[window[0] : window[0] + window[2], window[1] : window[1] + window[3]]
+
+
+def pca_lighting(image, seed, stddev=PCA_STDDEV):
+    """AlexNet's colour augmentation: add a random multiple of the ImageNet
+    RGB principal components (image RGB in 0..255)."""
+    alpha = tf.random.stateless_normal([3], seed, stddev=stddev)
+    eigvec = tf.constant(PCA_EIGVEC, tf.float32)
+    rgb = tf.linalg.matvec(eigvec, alpha * tf.constant(PCA_EIGVAL, tf.float32)) * 255.0
+    return image + rgb
+
+
+def finish_train_crop(crop, seed, image_size=224, color_augment=False):
+    """A training crop (any size, uint8 or float RGB) to normalized model
+    input: resize to image_size (as the eval path resizes), random flip,
+    optional PCA lighting, ImageNet normalization."""
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    image = tf.image.resize(tf.cast(crop, tf.float32), [image_size, image_size],
+                            method="bilinear", antialias=True)
+    image = tf.image.stateless_random_flip_left_right(image, seeds[0])
+    if color_augment:
+        image = pca_lighting(image, seeds[1])
+    return imagenet_normalize(image)
+
+
+def imagenet_train_preprocess(image_bytes, seed, image_size=224, recipe="scale",
+                              color_augment=False):
+    """ImageNet training view of an encoded image, decoding only its crop
+    window: recipe "scale" (the paper's, section 3.4) or "inception"."""
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    crop = decode_window(image_bytes,
+                         lambda shape: crop_window(recipe, shape, seeds[0], image_size))
+    return finish_train_crop(crop, seeds[1], image_size, color_augment)
+
+
+def imagenet_train_preprocess_image(image, seed, image_size=224, recipe="scale",
+                                    color_augment=False):
+    """As imagenet_train_preprocess, for an already decoded uint8 image (the
+    decoded-image cache)."""
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    window = crop_window(recipe, tf.shape(image), seeds[0], image_size)
+    return finish_train_crop(crop_to_window(image, window), seeds[1], image_size, color_augment)
+
+
+def ten_crop_views(preprocessing, image):
+    """The paper's 10-crop testing ([21]): the eval resize (shorter side
+    256/224 * size), its central square, then four corner and centre crops
+    and their flips, normalized: (10, size, size, 3)."""
+    if preprocessing.kind != "imagenet":
+        raise ValueError("10-crop testing is defined for kind='imagenet' preprocessing")
+    size = preprocessing.image_size
+    side = round(size * EVAL_RESIZE_RATIO)
+    image = center_crop(resize_shorter_side(tf.cast(image, tf.float32), side), side)
+    return preprocessing.normalize(ten_crops(image, size))

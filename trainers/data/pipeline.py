@@ -77,12 +77,18 @@ def finish(dataset, *, training, batch_size, map_fn, options, input_context,
         buffer = shuffle_buffer or options.shuffle_buffer
         dataset = dataset.shuffle(buffer, seed=options.seed).repeat()
     dataset = dataset.map(map_fn, num_parallel_calls=AUTOTUNE, deterministic=options.deterministic)
+    return batch_and_prefetch(dataset, training=training, batch_size=batch_size,
+                              options=options, input_context=input_context)
+
+
+def batch_and_prefetch(dataset, *, training, batch_size, options, input_context):
+    """Whole per-replica batches for training, eval padded to full steps,
+    prefetch, options: finish()'s tail, also for sources that map on their own."""
     if training:
         dataset = dataset.batch(per_replica_batch(batch_size, input_context), drop_remainder=True)
     else:
         dataset = pad_to_full_steps(dataset, batch_size, input_context)
-    dataset = dataset.prefetch(AUTOTUNE)
-    return with_options(dataset, options)
+    return with_options(dataset.prefetch(AUTOTUNE), options)
 
 
 def pad_to_full_steps(dataset, batch_size, input_context):
@@ -122,6 +128,21 @@ def with_seeds(dataset, seed):
     """Pairs each element with its own [2] seed for stateless augmentation:
     reproducible with a seed, whatever the map parallelism."""
     return tf.data.Dataset.zip((dataset, tf.data.Dataset.random(seed=seed).batch(2)))
+
+
+def map_encoded(split, fn, fallback):
+    """fn(encoded image) over a tree split's images (in memory or by path),
+    in parallel and in order: numpy (output, ok) pairs, ok False where the
+    image cannot be read or decoded."""
+    from_paths = split.contents is None
+    payloads = split.paths if from_paths else split.contents
+
+    def apply(payload):
+        return fn(tf.io.read_file(payload) if from_paths else payload)
+
+    return tf.data.Dataset.from_tensor_slices(payloads).map(
+        lambda payload: guarded(apply, (payload,), fallback),
+        num_parallel_calls=AUTOTUNE, deterministic=True).as_numpy_iterator()
 
 
 def guarded(fn, args, fallback):
@@ -165,13 +186,3 @@ class BadExamples:
             lambda: tf.constant(True),
             lambda: tf.reshape(tf.py_function(self.report, [name, problem], tf.bool), []),
         )
-
-
-def batch_and_prefetch(dataset, *, training, batch_size, options, input_context):
-    """finish()'s tail for sources that map on their own: whole per-replica
-    batches for training, eval padded to full steps, prefetch, options."""
-    if training:
-        dataset = dataset.batch(per_replica_batch(batch_size, input_context), drop_remainder=True)
-    else:
-        dataset = pad_to_full_steps(dataset, batch_size, input_context)
-    return with_options(dataset.prefetch(AUTOTUNE), options)

@@ -203,3 +203,17 @@ def image_dataset(name, class_names, train, test, options):
         eval=pipelines.eval,
         eval_ten_crop=pipelines.eval_ten_crop if options.ten_crop else None,
     )
+
+
+def evaluate_ten_crop(model, dataset, batch_size):
+    """The paper's 10-crop testing: top-1 accuracy of the model's outputs
+    averaged over each image's 10 views (dataset built with ten_crop)."""
+    predict = tf.function(lambda views: model(views, training=False))
+    correct = total = 0.0
+    for views, labels, weights in dataset.eval_ten_crop(batch_size):
+        scores = predict(tf.reshape(views, [-1, *views.shape[2:]]))
+        scores = tf.reduce_mean(tf.reshape(scores, [tf.shape(views)[0], 10, -1]), axis=1)
+        hits = tf.cast(tf.equal(tf.argmax(scores, -1), labels), tf.float32)
+        correct += float(tf.reduce_sum(hits * weights))
+        total += float(tf.reduce_sum(weights))
+    return correct / total if total else float("nan")
