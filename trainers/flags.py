@@ -25,7 +25,9 @@ def define_model_flags():
 
 def define_data_flags():
     flags.DEFINE_string("dataset", "cifar10",
-                        "cifar10, imagenet2012, or any TFDS image-classification name.")
+                        "cifar10, imagenet2012, folder (an image tree, folder or tar), "
+                        "tfrecord (python -m trainers.prepare's shards), or any TFDS "
+                        "image-classification name.")
     flags.DEFINE_string("data_dir", None,
                         "Local copy of the dataset (folder, .tar/.tar.gz, TFRecord "
                         "folder) or the TFDS data_dir.")
@@ -41,6 +43,21 @@ def define_data_flags():
                          "Threads of a private tf.data pool (0: TensorFlow's shared pool).")
     flags.DEFINE_bool("deterministic", False,
                       "Deterministic input order and ops (slower).")
+    flags.DEFINE_bool("cache", True,
+                      "Keep decoded images in memory where a streamed dataset fits "
+                      "(2 GiB); CIFAR-10 is always held in memory.")
+    flags.DEFINE_integer("image_size", None,
+                         "Model input size for streamed (ImageNet-style) datasets (default 224).")
+    flags.DEFINE_enum("train_preprocessing", "scale", ["scale", "inception"],
+                      "ImageNet training crops: scale: the paper's (shorter side random in "
+                      "[256, 480], random 224 crop); inception: random-resized crop (8-100% "
+                      "of the area, aspect 3/4-4/3). Both decode only the crop window.")
+    flags.DEFINE_bool("color_augment", False,
+                      "ImageNet training: AlexNet's PCA colour augmentation (paper's [21]).")
+    flags.DEFINE_bool("ten_crop", False,
+                      "ImageNet: also report the paper's 10-crop test accuracy.")
+    flags.DEFINE_string("tfds_manual_dir", None,
+                        "TFDS manual_dir (imagenet2012: the ImageNet tarballs).")
 
 
 def define_schedule_flags():

@@ -17,6 +17,7 @@ from keras_resnet import model_dir as model_dir_lib
 from trainers import callbacks as cb
 from trainers import curves, schedules
 from trainers.data import InputOptions, load_dataset
+from trainers.data.streaming import evaluate_ten_crop
 
 RESULTS_FILE = "results.json"
 CURVES_FILE = "training_curves.png"
@@ -75,6 +76,12 @@ class Run:
             private_threadpool_size=flags.private_threadpool_size,
             seed=flags.seed,
             skip_corrupt=flags.skip_corrupt,
+            cache=flags.cache,
+            image_size=flags.image_size,
+            train_preprocessing=flags.train_preprocessing,
+            color_augment=flags.color_augment,
+            ten_crop=flags.ten_crop,
+            tfds_manual_dir=flags.tfds_manual_dir,
         )
         values["lr_boundaries"] = tuple(float(b) for b in flags.lr_boundaries)
         if flags.profile_steps:
@@ -284,6 +291,8 @@ def train(run, strategy, chief=True, dataset=None):
         result.update({"eval_split": "validation" if run.validation_split else "test",
                        "eval_loss": float(loss), "eval_accuracy": float(accuracy),
                        "eval_examples": dataset.num_eval})
+        if dataset.eval_ten_crop is not None:
+            result["eval_ten_crop_accuracy"] = evaluate_ten_crop(model, dataset, run.batch_size)
     if chief:
         _write_outputs(run, model, dataset, result)
     return result
