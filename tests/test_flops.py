@@ -1,26 +1,20 @@
 """count_flops: exact on small nets, and the paper's Table 1 on the zoo."""
 
+import pathlib
+
 import keras
 import pytest
 
 import keras_resnet as kr
-
-# Table 1 (and section 3.3 for the plain nets): multiply-adds at 224x224.
-PAPER_GFLOPS = {
-    "resnet18": 1.8,
-    "resnet34": 3.6,
-    "resnet50": 3.8,
-    "resnet101": 7.6,
-    "resnet152": 11.3,
-    "plain18": 1.8,
-    "plain34": 3.6,
-}
+from benchmarks import zoo_table
+from benchmarks.zoo_table import PAPER_GFLOPS
 
 
 def count_gflops(model):
     return kr.count_flops(model) / 1e9
 
 
+# The paper's Table 1 (and plain nets, section 3.3), within 5%.
 @pytest.mark.parametrize("name", list(PAPER_GFLOPS))
 def test_zoo_matches_the_paper(name):
     model = kr.get_model(name)
@@ -62,3 +56,10 @@ def test_needs_a_fixed_input_size():
     model = kr.ResNet20(include_top=False, input_shape=(None, None, 3))
     with pytest.raises(ValueError, match="count_flops needs a fixed input size; layer 'conv1_conv'"):
         kr.count_flops(model)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet20", "plain20"])
+def test_readme_zoo_table_is_current(name):
+    """README's table is `python benchmarks/zoo_table.py`; spot-check rows."""
+    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    assert zoo_table.row(name) in readme.splitlines()

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import keras_resnet as kr
+from benchmarks.zoo_table import PAPER_CIFAR_MPARAMS
 
 SMALL = (64, 64, 3)
 IMAGENET_STAGES = {  # depth -> blocks per stage, channels out of the last stage
@@ -23,8 +24,6 @@ IMAGENET_STAGES = {  # depth -> blocks per stage, channels out of the last stage
     152: ((3, 8, 36, 3), 2048),
     200: ((3, 24, 36, 3), 2048),
 }
-# Paper, section 4.2: parameters of the CIFAR-10 ResNets (option A), in millions.
-CIFAR_PAPER_PARAMS = {20: 0.27, 32: 0.46, 44: 0.66, 56: 0.85, 110: 1.7, 1202: 19.4}
 
 
 def weighted_depth(model):
@@ -75,9 +74,10 @@ def test_imagenet_family(depth):
         )
 
 
-@pytest.mark.parametrize("depth", sorted(CIFAR_PAPER_PARAMS))
-def test_cifar_family_matches_paper(depth):
-    model = getattr(kr, f"ResNet{depth}")()
+@pytest.mark.parametrize("name", list(PAPER_CIFAR_MPARAMS))  # resnet20 ... resnet1202
+def test_cifar_family_matches_paper(name):
+    model = kr.get_model(name)
+    depth = int(name[len("resnet"):])
     n = (depth - 2) // 6
     assert model.output.shape == (None, 10)
     assert weighted_depth(model) == depth
@@ -85,7 +85,7 @@ def test_cifar_family_matches_paper(depth):
     for stage, (size, width) in enumerate(zip((32, 16, 8), (16, 32, 64)), start=2):
         assert shape_of(model, f"conv{stage}_block{n}_out") == (None, size, size, width)
     # The paper prints 2-3 significant digits (1.7 M spans 1.65-1.75 M): 3%.
-    assert model.count_params() / 1e6 == pytest.approx(CIFAR_PAPER_PARAMS[depth], rel=0.03)
+    assert model.count_params() / 1e6 == pytest.approx(PAPER_CIFAR_MPARAMS[name], rel=0.03)
 
 
 @pytest.mark.parametrize("name", ["plain18", "plain34", "plain20", "plain32", "plain44",

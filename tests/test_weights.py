@@ -143,11 +143,12 @@ MISMATCH = "ignore:Skipping nested container"  # Keras warns, then fails to load
 
 @pytest.mark.filterwarnings(MISMATCH)
 @pytest.mark.parametrize("fmt", ["weights.h5", "legacy h5"])
-def test_a_file_for_another_architecture_is_rejected(resnet50_files, fmt):
+@pytest.mark.parametrize("other", [{"depth": 101}, {"depth": 50, "variant": "d"}])
+def test_a_file_for_another_architecture_is_rejected(resnet50_files, fmt, other):
     files = resnet50_files[0]
     with pytest.raises(ValueError) as error:
-        kr.ResNet101(weights=files[fmt], input_shape=(64, 64, 3))
-    assert "does not fit model 'resnet101'" in str(error.value)
+        kr.imagenet_resnet(weights=files[fmt], input_shape=(64, 64, 3), **other)
+    assert f"does not fit model 'resnet{other['depth']}'" in str(error.value)
     assert files[fmt] in str(error.value)
 
 
