@@ -1,0 +1,10 @@
+"""TF Serving SavedModels of keras_resnet classifiers.
+
+  export        the binary (python -m savedmodels.export, keras-resnet-export)
+  sources       where the model, preprocessing and class names come from
+  signatures    serving_default, predict_tensor, classify_tf_example
+  saved_model   one SavedModel folder: signatures, labels asset, warm-up
+  warmup        assets.extra/tf_serving_warmup_requests
+  versions      <export_base>/<model_name>/<version>, atomic publication, pruning
+  predict_api   TF Serving's gRPC and REST Predict conversions, offline
+"""
