@@ -67,7 +67,6 @@ def define_search_flags():
                       "Warm-up epochs to choose from (default: --warmup_epochs).")
 
 
-# flag -> (Run field, kind, parse one value, check one value or None, the trainer flag it stands for)
 def _positive(v):
     return None if v > 0 else "must be > 0"
 
@@ -93,6 +92,8 @@ def _one_of(allowed):
     return check
 
 
+# search flag -> (Run field, kind, parse a value, check a value (a problem or
+# None), the train flag it replaces)
 FLAGS_TO_FIELDS = {
     "lr_range": ("base_learning_rate", "log", float, _positive, "base_learning_rate"),
     "weight_decay_range": ("weight_decay", "log", float, _non_negative, "weight_decay"),
@@ -115,7 +116,8 @@ def _parse_flag(flag, raw):
         try:
             value = parse(text.strip())
         except ValueError:
-            raise app.UsageError(f"{shown}: {text!r} is not a {parse.__name__}") from None
+            kind_name = "an integer" if parse is int else "a number"
+            raise app.UsageError(f"{shown}: {text.strip()!r} is not {kind_name}") from None
         problem = check(value)
         if problem:
             raise app.UsageError(f"{shown}: {text.strip()!r} {problem}")
@@ -198,14 +200,11 @@ def run_values(values):
 
 
 def trainer_flags(run):
-    """The `train` flags of every searchable field of `run`, in flag order."""
-    names = [FLAGS_TO_FIELDS[f][4] for f in FLAGS_TO_FIELDS]
-    order = ["model", "shortcut", "variant", "batch_size", "base_learning_rate",
-             "weight_decay", "label_smoothing", "warmup_epochs"]
+    """The `train` flags of every searchable field of `run`."""
     out = []
-    for name in sorted(names, key=order.index):
+    for name in ("model", "shortcut", "variant", "batch_size", "base_learning_rate",
+                 "weight_decay", "label_smoothing", "warmup_epochs"):
         value = getattr(run, name)
-        if value is None:
-            continue
-        out.append(f"--{name}={value:.6g}" if isinstance(value, float) else f"--{name}={value}")
+        if value is not None:
+            out.append(f"--{name}={value}")
     return out
