@@ -11,7 +11,7 @@ from absl import logging
 
 from keras_resnet.preprocessing import EvalPreprocessing, cifar_train_augment, decode_image
 from trainers.data import image_tree
-from trainers.data.pipeline import AUTOTUNE, Dataset, InputOptions, finish, shard
+from trainers.data.pipeline import AUTOTUNE, Dataset, InputOptions, finish, map_encoded, shard
 
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer",
                "dog", "frog", "horse", "ship", "truck"]
@@ -69,23 +69,17 @@ def _read_binary_batches(folder, split):
 
 
 def _decode_all(split, skip_corrupt):
-    """Decodes a tree split with TensorFlow's decoder (the one serving uses).
-
-    A corrupt file is named in the error, or skipped and counted."""
-    contents = split.contents
-    if contents is None:
-        contents = [tf.io.read_file(p).numpy() for p in split.paths]
+    """Decodes a tree split with TensorFlow's decoder (the one serving uses),
+    in parallel. A corrupt file is named in the error, or skipped and counted."""
+    decoded = map_encoded(split, decode_image, tf.zeros([1, 1, 3], tf.uint8))
     images, labels, skipped = [], [], []
-    decode = tf.function(lambda b: decode_image(b))
-    for name, data, label in zip(split.names, contents, split.labels):
-        try:
-            image = decode(tf.constant(data)).numpy()
-        except tf.errors.InvalidArgumentError as error:
+    for name, label, (image, ok) in zip(split.names, split.labels, decoded):
+        if not ok:
             if not skip_corrupt:
                 raise ValueError(
-                    f"{name}: corrupt or truncated image ({error.message.splitlines()[0]}); "
+                    f"{name}: corrupt or truncated image (TensorFlow cannot decode it); "
                     "pass --skip_corrupt to skip such files"
-                ) from error
+                )
             skipped.append(name)
             continue
         if image.shape != IMAGE_SHAPE:
@@ -94,6 +88,8 @@ def _decode_all(split, skip_corrupt):
         labels.append(label)
     if skipped:
         logging.warning("Skipped %d corrupt images, first: %s", len(skipped), skipped[0])
+    if not images:
+        raise ValueError(f"no readable image among {len(split.names)}")
     return np.stack(images), np.asarray(labels, np.int64)
 
 
@@ -153,14 +149,24 @@ def cifar10(data_dir, options=InputOptions(), validation_split=False):
     """CIFAR-10 from a local copy. With `validation_split`, a fixed random
     5,000 of the training images become the eval set and the test split is
     never read."""
-    images, labels = load_arrays(data_dir, "train", options.skip_corrupt)
+    return from_arrays("cifar10", CLASS_NAMES, load_arrays(data_dir, "train", options.skip_corrupt),
+                       lambda: load_arrays(data_dir, "test", options.skip_corrupt),
+                       options, validation_split)
+
+
+def from_arrays(name, class_names, train, load_test, options, validation_split,
+                validation_size=VALIDATION_SIZE):
+    """The CIFAR recipe over in-memory (images, labels): the train split's
+    mean image, pad-crop-flip training. `load_test()` gives the test arrays;
+    with `validation_split` a fixed random `validation_size` of train is
+    held out instead."""
+    images, labels = train
     if validation_split:
         order = np.random.default_rng(0).permutation(len(labels))
-        held, kept = order[:VALIDATION_SIZE], np.sort(order[VALIDATION_SIZE:])
+        held, kept = order[:validation_size], np.sort(order[validation_size:])
         train = images[kept], labels[kept]
         test = images[held], labels[held]
     else:
-        train = images, labels
-        test = load_arrays(data_dir, "test", options.skip_corrupt)
-    preprocessing = EvalPreprocessing("cifar", IMAGE_SHAPE[0], mean_image(train[0]))
-    return in_memory_dataset("cifar10", CLASS_NAMES, train, test, preprocessing, options)
+        test = load_test()
+    preprocessing = EvalPreprocessing("cifar", images.shape[1], mean_image(train[0]))
+    return in_memory_dataset(name, class_names, train, test, preprocessing, options)

@@ -103,3 +103,23 @@ def check_same_classes(source, train, test):
             f"{source}: class folders differ between train and test "
             f"(only in train: {only_train}; only in test: {only_test})"
         )
+
+
+def split_names(source):
+    """The split folders (`train`, `test`, ...) a folder or tar tree holds."""
+    if not is_tar(source):
+        if not os.path.isdir(source):
+            raise ValueError(f"data_dir={source!r}: no such folder")
+        return {name for name in os.listdir(source) if os.path.isdir(os.path.join(source, name))}
+    if not os.path.isfile(source):
+        raise ValueError(f"data_dir={source!r}: no such archive")
+    names = set()
+    try:
+        with tarfile.open(source, "r:*") as tar:
+            for member in tar:
+                parts = member.name.strip("./").split("/")
+                if member.isfile() and len(parts) in (3, 4):
+                    names.add(parts[len(parts) - 3])
+    except (tarfile.TarError, EOFError, OSError) as error:
+        raise ValueError(f"{source}: unreadable tar archive ({error})") from error
+    return names

@@ -159,12 +159,17 @@ def guarded(fn, args, fallback):
 class BadExamples:
     """Bad input met while a pipeline runs (a corrupt or truncated image or
     record, a label outside the class range): an error naming it, or, with
-    skip_corrupt, skipped and counted in the log. Never a silent drop."""
+    skip_corrupt, skipped and counted in the log (once per example, however
+    many epochs meet it). Never a silent drop."""
 
     def __init__(self, skip):
         self.skip = skip
-        self.count = 0
+        self.skipped = set()
         self._lock = threading.Lock()
+
+    @property
+    def count(self):
+        return len(self.skipped)
 
     def report(self, name, problem):
         """Python side: raise, or log and count (a py_function runs it)."""
@@ -174,9 +179,11 @@ class BadExamples:
             raise ValueError(f"{name}: {problem}; pass --skip_corrupt to skip (and count) "
                              "bad examples")
         with self._lock:
-            self.count += 1
-            count = self.count
-        logging.warning("Skipped bad example #%d: %s: %s", count, name, problem)
+            new = name not in self.skipped
+            self.skipped.add(name)
+            count = len(self.skipped)
+        if new:
+            logging.warning("Skipped bad example #%d: %s: %s", count, name, problem)
         return False
 
     def keep(self, name, problem):
