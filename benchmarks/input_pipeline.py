@@ -1,0 +1,270 @@
+"""Input pipeline throughput, in images/s, in one run:
+
+- CIFAR-10 from the shared archive: the first epoch (reading and decoding the
+  archive, then one pass) and cached epochs (the trainer's pipeline);
+- an ImageNet-format TFRecord set built in /tmp from real skimage photos
+  (each replicated as distinct random crops/flips at ImageNet sizes): the
+  training pipelines (scale and inception recipes, decoding only the crop
+  window) against a naive one (decode the whole image, resize, then crop) on
+  the same files, and the eval pipeline;
+- the ResNet-50 training step rate of this machine (float32), to which the
+  ImageNet pipeline is compared.
+
+    nice -n 10 python benchmarks/input_pipeline.py
+
+writes benchmarks/results/input_pipeline.md (table) and .png (bar chart).
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_CIFAR10 = os.path.join(ROOT, "..", "shared", "datasets", "cifar10-jpeg.tar.gz")
+RESULTS = os.path.join(ROOT, "benchmarks", "results")
+# Real colour photos of skimage.data at 300 px or more.
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry",
+          "hubble_deep_field", "stereo_motorcycle", "retina")
+GOALS = {"cifar_cached": 20_000, "vs_naive": 1.5, "vs_resnet50": 3.0}
+
+
+def _photo(name):
+    import skimage.data
+
+    image = getattr(skimage.data, name)()
+    return image[0] if isinstance(image, tuple) else image
+
+
+def photo_variants(count, shorter=(300, 450), seed=0, quality=92):
+    """`count` distinct JPEGs made from the real photos in PHOTOS: each a
+    random crop (60-100% of each side) of one, flipped or not, resized so its
+    shorter side is random in `shorter` (ImageNet's typical sizes). Yields
+    (photo name, JPEG bytes)."""
+    rng = np.random.default_rng(seed)
+    photos = [(name, _photo(name)) for name in PHOTOS]
+    for i in range(count):
+        name, image = photos[i % len(photos)]
+        h, w = image.shape[:2]
+        ch, cw = (int(s * rng.uniform(0.6, 1.0)) for s in (h, w))
+        top, left = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+        crop = image[top:top + ch, left:left + cw]
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        side = rng.integers(shorter[0], shorter[1] + 1)
+        scale = side / min(ch, cw)
+        size = [max(round(ch * scale), side), max(round(cw * scale), side)]
+        resized = tf.cast(tf.clip_by_value(tf.round(
+            tf.image.resize(crop, size, antialias=True)), 0, 255), tf.uint8)
+        yield name, tf.io.encode_jpeg(resized, quality=quality).numpy()
+
+
+def build_records(out, count, shards):
+    """An ImageNet-format shard set (train and validation) of photo variants."""
+    from trainers.data import tfrecord
+
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    os.makedirs(out)
+    examples = list(photo_variants(count))
+    metadata = {"shards": {}}
+    for split, n_shards in (("train", shards), ("validation", 1)):
+        for s, chunk in enumerate(np.array_split(np.arange(len(examples)), n_shards)):
+            name = tfrecord.shard_name(split, s, n_shards)
+            with tf.io.TFRecordWriter(os.path.join(out, name)) as writer:
+                for i in chunk:
+                    photo, data = examples[i]
+                    shape = tf.image.extract_jpeg_shape(data).numpy()
+                    writer.write(tfrecord.make_example(
+                        data, PHOTOS.index(photo) + 1, filename=f"{photo}_{i}.JPEG",
+                        height=int(shape[0]), width=int(shape[1]), image_format="JPEG",
+                        synset=photo).SerializeToString())
+            metadata["shards"][name] = len(chunk)
+    with open(os.path.join(out, tfrecord.LABELS_FILE), "w") as f:
+        f.write("".join(f"{p}\n" for p in PHOTOS))
+    tfrecord.write_metadata(out, metadata)
+    return sum(len(d) for _, d in examples) / len(examples)
+
+
+def naive_train(files, batch_size, image_size=224):
+    """The naive pipeline: decode the whole image, resize its shorter side to
+    S in [256, 480], then crop, flip, normalize (same interleave, same maps)."""
+    from keras_resnet.preprocessing import (SCALE_RANGE, decode_image, imagenet_normalize,
+                                            resize_shorter_side)
+    from trainers.data import tfrecord
+
+    def preprocess(record):
+        image_bytes, label = tfrecord.parse(record)
+        scale = tf.random.uniform([], SCALE_RANGE[0], SCALE_RANGE[1] + 1, tf.int32)
+        image = resize_shorter_side(decode_image(image_bytes), scale)
+        image = tf.image.random_crop(image, [image_size, image_size, 3])
+        return imagenet_normalize(tf.image.random_flip_left_right(image)), label
+
+    ds = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files)).repeat()
+    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=len(files), block_length=1,
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    ds = ds.shuffle(1000).map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def rate(dataset, batches, warmup=3):
+    """Images/s of iterating `batches` batches after `warmup`."""
+    iterator = iter(dataset)
+    for _ in range(warmup):
+        next(iterator)
+    start = time.perf_counter()
+    images = 0
+    for _ in range(batches):
+        images += int(tf.shape(next(iterator)[0])[0])
+    return images / (time.perf_counter() - start)
+
+
+def cifar(rows, epochs):
+    from trainers.data import load_dataset
+
+    start = time.perf_counter()
+    dataset = load_dataset("cifar10", SHARED_CIFAR10)
+    loaded = time.perf_counter() - start
+    batch = 128
+    steps = dataset.num_train // batch
+    iterator = iter(dataset.train(batch))
+    for _ in range(steps):
+        next(iterator)
+    first = time.perf_counter() - start
+    rows.append(("CIFAR-10 first epoch (read + decode the archive, one pass)",
+                 steps * batch / first, f"archive read and decoded in {loaded:.1f} s"))
+    start = time.perf_counter()
+    for _ in range(epochs * steps):
+        next(iterator)
+    rows.append(("CIFAR-10 cached epochs (trainer pipeline, batch 128)",
+                 epochs * steps * batch / (time.perf_counter() - start),
+                 f"{epochs} epochs, pad-crop-flip + mean subtraction"))
+
+
+def imagenet(rows, records, count, shards, batches):
+    from trainers.data import InputOptions, load_dataset, tfrecord
+
+    mean_bytes = build_records(records, count, shards)
+    files = tfrecord.find_shards(records, "train")
+    note = f"{count} JPEGs, mean {mean_bytes / 1024:.0f} KiB, {shards} shards"
+    batch = 32
+    results = {}
+    for recipe in ("scale", "inception"):
+        dataset = load_dataset("tfrecord", records, InputOptions(
+            cache=False, train_preprocessing=recipe, shuffle_buffer=1000))
+        results[recipe] = rate(dataset.train(batch), batches)
+        rows.append((f"ImageNet TFRecords, training pipeline ({recipe}, crop-window decode)",
+                     results[recipe], note))
+    results["naive"] = rate(naive_train(files, batch), batches)
+    rows.append(("ImageNet TFRecords, naive (decode whole, resize, crop)", results["naive"], note))
+    dataset = load_dataset("tfrecord", records, InputOptions(cache=False))
+    rows.append(("ImageNet TFRecords, eval pipeline (shorter side 256, centre 224)",
+                 rate(dataset.eval(batch), count // batch - 3), note + ", one pass"))
+    return dataset, results
+
+
+def resnet50_rate(dataset, steps, batch=32):
+    """ResNet-50 training steps/s x batch (float32, SGD, real images)."""
+    import keras
+
+    import keras_resnet
+
+    keras.mixed_precision.set_global_policy("float32")
+    model = keras_resnet.ResNet50(weights=None, input_shape=(224, 224, 3),
+                                  classes=len(dataset.class_names))
+    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+                  loss="sparse_categorical_crossentropy")
+    images, labels = next(iter(dataset.train(batch)))
+    model.train_on_batch(images, labels)  # trace and build
+    start = time.perf_counter()
+    for _ in range(steps):
+        model.train_on_batch(images, labels)
+    return steps * batch / (time.perf_counter() - start)
+
+
+def machine_load():
+    load = os.getloadavg()
+    top = subprocess.run(["ps", "-eo", "pcpu,args", "--sort=-pcpu"], capture_output=True,
+                         text=True).stdout.splitlines()[1:5]
+    return load, [line.strip()[:110] for line in top]
+
+
+def write_results(rows, checks, context, command, wall):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(RESULTS, exist_ok=True)
+    lines = ["# Input pipeline benchmark", "", f"Command: `{command}`", "",
+             f"Wall time: {wall:.0f} s. {context}", "",
+             "| pipeline | images/s | notes |", "| --- | ---: | --- |"]
+    lines += [f"| {name} | {value:,.0f} | {note} |" for name, value, note in rows]
+    lines += ["", "| goal | measured | met |", "| --- | ---: | --- |"]
+    lines += [f"| {goal} | {value} | {'yes' if ok else 'NO'} |" for goal, value, ok in checks]
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(RESULTS, "input_pipeline.md"), "w") as f:
+        f.write(text)
+    fig, ax = plt.subplots(figsize=(10, 0.6 * len(rows) + 1.5))
+    names = [name for name, _, _ in rows][::-1]
+    values = [value for _, value, _ in rows][::-1]
+    ax.barh(names, values, color="tab:blue")
+    ax.set_xscale("log")
+    ax.set_xlabel("images/s (log scale)")
+    for y, value in enumerate(values):
+        ax.text(value, y, f" {value:,.0f}", va="center", fontsize=8)
+    ax.set_title("Input pipelines vs ResNet-50 training step, this machine", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(os.path.join(RESULTS, "input_pipeline.png"), dpi=100)
+    return text
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", default="/tmp/keras_resnet_bench_records",
+                        help="Where the ImageNet-format TFRecord set is built.")
+    parser.add_argument("--count", type=int, default=800, help="Photo variants (records).")
+    parser.add_argument("--shards", type=int, default=8)
+    parser.add_argument("--batches", type=int, default=40,
+                        help="Batches of 32 timed per ImageNet pipeline.")
+    parser.add_argument("--cifar_epochs", type=int, default=2, help="Cached CIFAR epochs timed.")
+    parser.add_argument("--resnet50_steps", type=int, default=3)
+    args = parser.parse_args()
+    sys.path.insert(0, ROOT)
+    command = "nice -n 10 python " + " ".join(["benchmarks/input_pipeline.py", *sys.argv[1:]])
+    start = time.perf_counter()
+    load_before, top = machine_load()
+    rows = []
+    cifar(rows, args.cifar_epochs)
+    dataset, results = imagenet(rows, args.records, args.count, args.shards, args.batches)
+    step_rate = resnet50_rate(dataset, args.resnet50_steps)
+    rows.append(("ResNet-50 training step (float32, batch 32)", step_rate,
+                 f"{args.resnet50_steps} steps after one warm-up step"))
+    load_after, _ = machine_load()
+    cifar_cached = rows[1][1]
+    checks = [
+        (f"CIFAR-10 cached >= {GOALS['cifar_cached']:,} img/s", f"{cifar_cached:,.0f}",
+         cifar_cached >= GOALS["cifar_cached"]),
+        (f"ImageNet training (scale) >= {GOALS['vs_naive']}x naive",
+         f"{results['scale'] / results['naive']:.2f}x",
+         results["scale"] / results["naive"] >= GOALS["vs_naive"]),
+        (f"ImageNet training (scale) >= {GOALS['vs_resnet50']}x ResNet-50 step",
+         f"{results['scale'] / step_rate:.1f}x", results["scale"] / step_rate >= GOALS["vs_resnet50"]),
+    ]
+    context = (f"{os.cpu_count()} CPU cores, TensorFlow {tf.__version__}; load average "
+               f"{load_before[0]:.1f} at the start and {load_after[0]:.1f} at the end "
+               f"(shared machine; busiest processes at the start: {'; '.join(top)}).")
+    text = write_results(rows, checks, context, command, time.perf_counter() - start)
+    print(text)
+    print(f"Written to {RESULTS}/input_pipeline.md and input_pipeline.png")
+
+
+if __name__ == "__main__":
+    main()

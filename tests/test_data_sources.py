@@ -1,0 +1,143 @@
+"""Every source load_dataset reads: CIFAR-10's pickle and binary batches and
+image tree (folder and tar), TFDS (its offline failure), ImageNet TFRecord
+shards (1-based labels) and the raw folder layout, generic folders."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from data_fixtures import (cifar_arrays, cifar_batches, cifar_tree, imagenet_raw,  # noqa: F401
+                           imagenet_records, photo_jpegs)
+
+from keras_resnet.preprocessing import EvalPreprocessing, decode_image
+from trainers.data import InputOptions, cifar10, load_dataset
+
+ORDERED = InputOptions(deterministic=True)
+
+
+def eval_examples(dataset, batch_size=8):
+    """(images, labels) of one eval pass, padding (weight 0) dropped."""
+    images, labels = [], []
+    for x, y, w in dataset.eval(batch_size):
+        keep = w.numpy() > 0
+        images.append(x.numpy()[keep])
+        labels.append(y.numpy()[keep])
+    return np.concatenate(images), np.concatenate(labels)
+
+
+@pytest.mark.parametrize("form", ["py", "bin"])
+def test_pickle_and_binary_batches_hold_the_tree_pixels(form, cifar_batches, cifar_arrays):
+    for split in ("train", "test"):
+        images, labels = cifar10.load_arrays(cifar_batches[form], split)
+        np.testing.assert_array_equal(images, cifar_arrays[split][0])
+        np.testing.assert_array_equal(labels, cifar_arrays[split][1])
+    # The parent folder works as data_dir too, and routes to the local reader.
+    dataset = load_dataset("cifar10", cifar_batches[form].rsplit("/", 1)[0], ORDERED)
+    assert (dataset.num_train, dataset.num_eval) == (200, 100)
+    _, labels = eval_examples(dataset, 32)
+    np.testing.assert_array_equal(labels, cifar_arrays["test"][1])
+
+
+def test_tree_from_folder_and_from_tar_are_identical(cifar_tree, cifar_slice, cifar_arrays):
+    images, labels = cifar10.load_arrays(cifar_slice, "train")
+    np.testing.assert_array_equal(images, cifar_arrays["train"][0])
+    np.testing.assert_array_equal(labels, cifar_arrays["train"][1])
+    assert images.shape == (200, 32, 32, 3) and np.bincount(labels).tolist() == [20] * 10
+    # Pixels are TensorFlow's decode of the JPEG files.
+    first = open(f"{cifar_tree}/train/airplane/0000.jpg", "rb").read()
+    np.testing.assert_array_equal(images[0], decode_image(first).numpy())
+
+
+def test_cifar_dataset_batches_and_preprocessing(cifar_slice, cifar_arrays):
+    dataset = load_dataset("cifar10", cifar_slice, ORDERED)
+    assert dataset.class_names == cifar10.CLASS_NAMES and dataset.image_shape == (32, 32, 3)
+    x, y = next(iter(dataset.train(16)))
+    assert x.shape == (16, 32, 32, 3) and x.dtype == tf.float32 and y.shape == (16,)
+    images, labels = eval_examples(dataset, 32)
+    expected = dataset.preprocessing(tf.constant(cifar_arrays["test"][0]))
+    np.testing.assert_allclose(images, expected.numpy(), atol=1e-5)
+    np.testing.assert_array_equal(labels, cifar_arrays["test"][1])
+
+
+def _offline(monkeypatch):
+    import tensorflow_datasets as tfds
+
+    def fail(self, *args, **kwargs):
+        raise ConnectionError("Failed to establish a new connection: no network")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", fail)
+
+
+@pytest.mark.parametrize("name, forms", [
+    ("cifar10", ["cifar-10-batches-py", "cifar-10-batches-bin", ".tar.gz"]),
+    ("imagenet2012", ["train-00000-of-01024", "train/<wnid>/*.JPEG", "trainers.prepare",
+                      "--tfds_manual_dir"]),
+    ("cifar100", ["--dataset=folder", "trainers.prepare"]),
+])
+def test_tfds_offline_failure_names_the_local_forms(name, forms, monkeypatch, tmp_path):
+    _offline(monkeypatch)
+    with pytest.raises(ValueError, match="TFDS could not download") as error:
+        load_dataset(name, str(tmp_path))
+    message = str(error.value)
+    assert "ConnectionError" in message
+    for form in forms:
+        assert form in message, (form, message)
+
+
+def test_unknown_dataset_name_is_a_clear_error():
+    with pytest.raises(ValueError, match="not a TFDS dataset"):
+        load_dataset("no_such_dataset_xyz", None)
+
+
+def _expected_eval(encoded_list, size=224):
+    preprocessing = EvalPreprocessing("imagenet", size)
+    return np.stack([preprocessing(decode_image(e)).numpy() for e in encoded_list])
+
+
+def test_imagenet_tfrecords_with_1_based_labels(imagenet_records):
+    folder, expected = imagenet_records
+    dataset = load_dataset("imagenet2012", folder, InputOptions(deterministic=True, cache=False))
+    assert dataset.name == "imagenet2012" and dataset.num_classes == 1000
+    assert (dataset.num_train, dataset.num_eval) == (16, 8)
+    assert dataset.preprocessing == EvalPreprocessing("imagenet", 224)
+    images, labels = eval_examples(dataset)
+    validation = list(expected["validation"].values())  # one shard: file order
+    np.testing.assert_array_equal(labels, [label - 1 for label, _ in validation])
+    np.testing.assert_allclose(images, _expected_eval([e for _, e in validation]), atol=1e-3)
+    x, y = next(iter(dataset.train(8)))
+    assert x.shape == (8, 224, 224, 3) and set(y.numpy()) <= {label - 1 for label, _ in
+                                                              expected["train"].values()}
+
+
+def test_imagenet_raw_folders(imagenet_raw):
+    dataset = load_dataset("imagenet2012", imagenet_raw, InputOptions(deterministic=True))
+    assert dataset.class_names == ["n01440764", "n01443537", "n01484850", "n01491361"]
+    assert (dataset.num_train, dataset.num_eval) == (16, 8)
+    images, labels = eval_examples(dataset)
+    files = sorted(tf.io.gfile.glob(f"{imagenet_raw}/validation/*/*.JPEG"))
+    np.testing.assert_array_equal(labels, [dataset.class_names.index(f.split("/")[-2])
+                                           for f in files])
+    expected = _expected_eval([open(f, "rb").read() for f in files])
+    np.testing.assert_allclose(images, expected, atol=1e-3)
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_generic_folder_dataset_from_a_tar(cifar_slice, cifar_arrays, cache):
+    dataset = load_dataset("folder", cifar_slice, InputOptions(deterministic=True, cache=cache,
+                                                               image_size=32))
+    assert dataset.class_names == cifar10.CLASS_NAMES
+    assert (dataset.num_train, dataset.num_eval) == (200, 100)
+    _, labels = eval_examples(dataset, 64)
+    np.testing.assert_array_equal(labels, cifar_arrays["test"][1])
+    x, _ = next(iter(dataset.train(8)))
+    assert x.shape == (8, 32, 32, 3)
+
+
+def test_validation_split_holds_out_part_of_train(imagenet_raw, imagenet_records):
+    dataset = load_dataset("folder", imagenet_raw, InputOptions(), validation_split=True)
+    assert (dataset.num_train, dataset.num_eval) == (14, 2)
+    # Shards without labels.txt need a class count: only imagenet2012 has one.
+    with pytest.raises(ValueError, match="labels.txt"):
+        load_dataset("tfrecord", imagenet_records[0])
+    dataset = load_dataset("imagenet2012", imagenet_records[0], InputOptions(cache=False),
+                           validation_split=True)
+    assert dataset.num_train + dataset.num_eval == 16 and dataset.num_eval > 0
