@@ -12,7 +12,10 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["keras_resnet*", "trainers*", "savedmodels*"]),
-    package_data={"keras_resnet": ["pretrained/*.h5", "pretrained/*.json"]},
+    package_data={
+        "keras_resnet": ["pretrained/*.h5", "pretrained/*.json"],
+        "savedmodels": ["warmup_images/*", "models.config"],
+    },
     install_requires=[
         # tensorflow-serving-api pins the full tensorflow wheel, which runs on
         # CPU-only machines as well; tensorflow-cpu would be installed beside it.

@@ -32,6 +32,9 @@ class ConvSettings:
     use_bias: bool = False
     bn_momentum: float = 0.9
     bn_epsilon: float = 1.001e-5
+    # Batch statistics over all replicas (and their moving averages, so every
+    # worker ends with the same weights); the paper's BN is per GPU.
+    sync_bn: bool = False
 
     @property
     def channel_axis(self):
@@ -63,6 +66,7 @@ class ConvSettings:
         return layers.BatchNormalization(
             axis=self.channel_axis,
             momentum=self.bn_momentum,
+            synchronized=self.sync_bn,
             epsilon=self.bn_epsilon,
             gamma_initializer="zeros" if zero_gamma else "ones",
             name=name + "_bn",

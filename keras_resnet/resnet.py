@@ -109,6 +109,7 @@ def build_resnet(
     zero_init_residual=False,
     use_bias=False,
     bn_momentum=0.9,
+    sync_bn=False,
     include_top=True,
     weights=None,
     input_tensor=None,
@@ -141,7 +142,7 @@ def build_resnet(
             "branch; variant='v2' (pre-activation) has none"
         )
     data_format = standardize_data_format(data_format)
-    settings = ConvSettings(data_format, use_bias, bn_momentum)
+    settings = ConvSettings(data_format, use_bias, bn_momentum, sync_bn=sync_bn)
     if input_tensor is not None and keras.backend.is_keras_tensor(input_tensor):
         inputs = input_tensor
     else:

@@ -113,7 +113,7 @@ def test_multi_worker_mirrored_two_processes_end_with_identical_weights(cifar_sl
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": json.dumps(tf_config)}
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "trainers.train", *TINY, f"--data_dir={cifar_slice}",
-             f"--model_dir={model_dir}", "--train_steps=3", "--seed=3",
+             f"--model_dir={model_dir}", "--train_steps=3", "--seed=3", "--sync_bn",
              "--distribution_strategy=multi_worker_mirrored"],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = [p.communicate(timeout=300) for p in procs]
@@ -162,9 +162,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(cifar_slice, tmp_path
      "--batch_size=15 does not divide by the 2 replicas"),
     (["--batch_size=0"], "--batch_size=0 must be > 0"),
     (["--label_smoothing=1.5"], "--label_smoothing=1.5 must be < 1"),
-    (["--model=resnet21"], "--model: value should be one of"),
+    (["--model=resnet21"], "--model=resnet21: value should be one of"),
     (["--num_cpu_replicas=2"], "--num_cpu_replicas=2 needs --distribution_strategy=mirrored"),
-    (["--mixed_precision=float8"], "--mixed_precision: value should be one of"),
+    (["--mixed_precision=float8"], "--mixed_precision=float8: value should be one of"),
 ])
 def test_flag_errors_name_the_flag(tmp_path, args, message):
     proc = trainer(f"--model_dir={tmp_path}", "--data_dir=unused", *args)

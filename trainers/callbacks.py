@@ -7,6 +7,7 @@ import os
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -62,6 +63,9 @@ class Throughput(keras.callbacks.Callback):
         if step > self.epoch_first_step:
             elapsed = time.perf_counter() - self.epoch_start
             self.epoch_images_per_sec = (step - self.epoch_first_step) * self.global_batch / elapsed
+            if logs is not None:  # shown on the epoch's progress line
+                logs["images_per_sec"] = self.epoch_images_per_sec
+            logging.info("epoch %d: %.1f images/s", epoch + 1, self.epoch_images_per_sec)
 
 
 class MetricsFile(keras.callbacks.Callback):
@@ -108,7 +112,8 @@ def read_metrics(path):
 
 
 class NanStop(keras.callbacks.Callback):
-    """Stops on a NaN or infinite loss before anything is saved after it."""
+    """Stops on a NaN or infinite loss (or weights, see Checkpoint) before
+    anything is saved after it."""
 
     def __init__(self):
         super().__init__()
@@ -133,6 +138,11 @@ class Checkpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if not self.enabled or self.nan_stop.nan_step is not None:
+            return
+        if not all(np.isfinite(keras.ops.convert_to_numpy(w)).all() for w in self.model.weights):
+            # A finite mean loss can hide weights that already overflowed.
+            self.nan_stop.nan_step = int(self.model.optimizer.iterations.numpy())
+            self.model.stop_training = True
             return
         step = int(self.model.optimizer.iterations.numpy())
         path = model_dir_lib.save_checkpoint(self.model, self.model_dir, step, self.keep)

@@ -21,6 +21,9 @@ def define_model_flags():
     flags.DEFINE_enum("variant", "v1", list(VARIANTS), "ResNet variant.")
     flags.DEFINE_bool("zero_init_residual", False,
                       "Start the last BN gamma of every residual branch at 0.")
+    flags.DEFINE_bool("sync_bn", False,
+                      "Batch-norm statistics over all replicas and workers; every "
+                      "worker then ends with identical weights, moving averages included.")
 
 
 def define_data_flags():

@@ -38,6 +38,7 @@ class Run:
     shortcut: str = None
     variant: str = "v1"
     zero_init_residual: bool = False
+    sync_bn: bool = False
     validation_split: bool = False
     use_synthetic_data: bool = False
     input_options: InputOptions = InputOptions()
@@ -131,7 +132,8 @@ def build_model(run, dataset, total_steps, steps_per_epoch, steps_per_execution)
         optimizer = model.optimizer
     else:
         step = 0
-        kwargs = {"variant": run.variant, "zero_init_residual": run.zero_init_residual}
+        kwargs = {"variant": run.variant, "zero_init_residual": run.zero_init_residual,
+                  "sync_bn": run.sync_bn}
         if run.shortcut:
             kwargs["shortcut"] = run.shortcut
         model = keras_resnet.get_model(
