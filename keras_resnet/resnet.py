@@ -185,23 +185,24 @@ def build_resnet(
 def _pretrained(zoo_name, builder_kwargs, weights, include_top, classes):
     """Builds a named model and loads `weights`: None, a file, or a name
     ("imagenet", "cifar10") that `weights_lib` resolves for `zoo_name`."""
-    named = weights in weights_lib.PRETRAINED_NAMES
-    if named:
-        weights_lib.check_pretrained(
-            zoo_name, weights, include_top=include_top, classes=classes, **{
-                k: builder_kwargs[k] for k in ("variant", "shortcut", "input_shape", "data_format")
-                if k in builder_kwargs
-            }
-        )
-    model = build_resnet(
-        include_top=include_top,
-        classes=classes,
-        weights=None if named else weights,
-        **builder_kwargs,
-    )
-    if named:
-        weights_lib.load_pretrained(model, zoo_name, weights, include_top)
-    return model
+    if weights not in weights_lib.PRETRAINED_NAMES:
+        return build_resnet(include_top=include_top, classes=classes, weights=weights,
+                            **builder_kwargs)
+    weights_lib.check_pretrained(zoo_name, weights, include_top=include_top, classes=classes, **{
+        k: builder_kwargs[k] for k in ("variant", "shortcut", "input_shape", "data_format")
+        if k in builder_kwargs
+    })
+    path = weights_lib.pretrained_file(zoo_name, weights, include_top)
+    if weights == "imagenet" or include_top:
+        return build_resnet(include_top=include_top, classes=classes, weights=path,
+                            **builder_kwargs)
+    # The shipped CIFAR-10 files hold the classifier: load a full model and
+    # hand its layers to the headless one.
+    full = build_resnet(include_top=True, weights=path, **{
+        **builder_kwargs, "classes": weights_lib.REQUIREMENTS[weights]["classes"]})
+    headless = build_resnet(include_top=False, classes=classes, **builder_kwargs)
+    weights_lib.copy_weights_by_name(full, headless)
+    return headless
 
 
 def imagenet_resnet(

@@ -81,28 +81,27 @@ def _download_imagenet(zoo_name, include_top):
         ) from error
 
 
-def load_pretrained(model, zoo_name, weights, include_top):
-    """Loads named weights into a model built to fit them (see check_pretrained)."""
+def pretrained_file(zoo_name, weights, include_top):
+    """The local path of named weights, downloaded first where needed.
+
+    The shipped CIFAR-10 files hold the classifier, whatever `include_top`."""
     if weights == "imagenet":
-        load_weights_file(model, _download_imagenet(zoo_name, include_top))
-        return
+        return _download_imagenet(zoo_name, include_top)
     path = os.path.join(SHIPPED_DIR, CIFAR10_FILES[zoo_name])
     if not os.path.exists(path):
         raise ValueError(
             f"weights='cifar10' for {zoo_name}: the shipped file {path} is "
             "missing from this installation; reinstall keras_resnet"
         )
-    if include_top:
-        load_weights_file(model, path)
-        return
-    # The shipped file holds the classifier too: load it into a full model
-    # and keep the layers this headless one shares with it.
-    from keras_resnet.zoo import get_model
+    return path
 
-    full = get_model(zoo_name, weights=path)
-    for layer in model.layers:
+
+def copy_weights_by_name(source, target):
+    """Sets every layer of `target` that has weights from the same-named
+    layer of `source` (a headless model from a full one)."""
+    for layer in target.layers:
         if layer.weights:
-            layer.set_weights(full.get_layer(layer.name).get_weights())
+            layer.set_weights(source.get_layer(layer.name).get_weights())
 
 
 def load_weights_file(model, path):
