@@ -90,8 +90,9 @@ def pretrained_file(zoo_name, weights, include_top):
     path = os.path.join(SHIPPED_DIR, CIFAR10_FILES[zoo_name])
     if not os.path.exists(path):
         raise ValueError(
-            f"weights='cifar10' for {zoo_name}: the shipped file {path} is "
-            "missing from this installation; reinstall keras_resnet"
+            f"weights='cifar10' for {zoo_name}: {path} is not in this installation. "
+            "Train one (python -m trainers.train) and pass its "
+            "model_dir/model.keras as weights='<path>'"
         )
     return path
 
