@@ -196,6 +196,10 @@ def machine_load():
     return load, [line.strip()[:110] for line in top]
 
 
+def _number(value):
+    return f"{value:,.0f}" if value >= 100 else f"{value:.2f}"
+
+
 def write_results(rows, checks, context, command, wall):
     import matplotlib
 
@@ -206,7 +210,7 @@ def write_results(rows, checks, context, command, wall):
     lines = ["# Input pipeline benchmark", "", f"Command: `{command}`", "",
              f"Wall time: {wall:.0f} s. {context}", "",
              "| pipeline | images/s | notes |", "| --- | ---: | --- |"]
-    lines += [f"| {name} | {value:,.0f} | {note} |" for name, value, note in rows]
+    lines += [f"| {name} | {_number(value)} | {note} |" for name, value, note in rows]
     lines += ["", "| goal | measured | met |", "| --- | ---: | --- |"]
     lines += [f"| {goal} | {value} | {'yes' if ok else 'NO'} |" for goal, value, ok in checks]
     text = "\n".join(lines) + "\n"
@@ -219,7 +223,7 @@ def write_results(rows, checks, context, command, wall):
     ax.set_xscale("log")
     ax.set_xlabel("images/s (log scale)")
     for y, value in enumerate(values):
-        ax.text(value, y, f" {value:,.0f}", va="center", fontsize=8)
+        ax.text(value, y, f" {_number(value)}", va="center", fontsize=8)
     ax.set_title("Input pipelines vs ResNet-50 training step, this machine", fontsize=10)
     fig.tight_layout()
     fig.savefig(os.path.join(RESULTS, "input_pipeline.png"), dpi=100)

@@ -60,7 +60,7 @@ def check_images(split, skip_corrupt):
     """(index, height, width) of every readable image, decoding each once in
     parallel; a corrupt one raises naming it, or is skipped and counted."""
     shapes = map_encoded(split, lambda data: tf.shape(decode_image(data))[:2],
-                         tf.zeros([2], tf.int32))
+                         tf.zeros([2], tf.int32), batch=256)
     good, skipped = [], []
     for i, (shape, ok) in enumerate(shapes):
         if ok:

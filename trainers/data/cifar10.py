@@ -71,9 +71,18 @@ def _read_binary_batches(folder, split):
 def _decode_all(split, skip_corrupt):
     """Decodes a tree split with TensorFlow's decoder (the one serving uses),
     in parallel. A corrupt file is named in the error, or skipped and counted."""
-    decoded = map_encoded(split, decode_image, tf.zeros([1, 1, 3], tf.uint8))
+    def decode(data):  # fixed shapes, so that images leave tf.data in batches
+        image = decode_image(data)
+        shape = tf.shape(image)
+        fits = tf.reduce_all(tf.equal(shape, IMAGE_SHAPE))
+        image = tf.cond(fits, lambda: tf.reshape(image, IMAGE_SHAPE),
+                        lambda: tf.zeros(IMAGE_SHAPE, tf.uint8))
+        return image, shape
+
+    fallback = (tf.zeros(IMAGE_SHAPE, tf.uint8), tf.zeros([3], tf.int32))
+    decoded = map_encoded(split, decode, fallback, batch=512)
     images, labels, skipped = [], [], []
-    for name, label, (image, ok) in zip(split.names, split.labels, decoded):
+    for name, label, ((image, shape), ok) in zip(split.names, split.labels, decoded):
         if not ok:
             if not skip_corrupt:
                 raise ValueError(
@@ -82,8 +91,9 @@ def _decode_all(split, skip_corrupt):
                 )
             skipped.append(name)
             continue
-        if image.shape != IMAGE_SHAPE:
-            raise ValueError(f"{name}: image of shape {image.shape}; CIFAR-10 images are {IMAGE_SHAPE}")
+        if tuple(shape) != IMAGE_SHAPE:
+            raise ValueError(f"{name}: image of shape {tuple(shape)}; CIFAR-10 images are "
+                             f"{IMAGE_SHAPE}")
         images.append(image)
         labels.append(label)
     if skipped:

@@ -130,19 +130,23 @@ def with_seeds(dataset, seed):
     return tf.data.Dataset.zip((dataset, tf.data.Dataset.random(seed=seed).batch(2)))
 
 
-def map_encoded(split, fn, fallback):
+def map_encoded(split, fn, fallback, batch=1):
     """fn(encoded image) over a tree split's images (in memory or by path),
     in parallel and in order: numpy (output, ok) pairs, ok False where the
-    image cannot be read or decoded."""
+    image cannot be read or decoded. With fixed-shape outputs, `batch` > 1
+    moves them out of tf.data in batches (much faster for small images)."""
     from_paths = split.contents is None
     payloads = split.paths if from_paths else split.contents
 
     def apply(payload):
         return fn(tf.io.read_file(payload) if from_paths else payload)
 
-    return tf.data.Dataset.from_tensor_slices(payloads).map(
+    dataset = tf.data.Dataset.from_tensor_slices(payloads).map(
         lambda payload: guarded(apply, (payload,), fallback),
-        num_parallel_calls=AUTOTUNE, deterministic=True).as_numpy_iterator()
+        num_parallel_calls=AUTOTUNE, deterministic=True)
+    for outputs, oks in dataset.batch(batch).as_numpy_iterator():
+        for i, ok in enumerate(oks):
+            yield tf.nest.map_structure(lambda x: x[i], outputs), ok  # noqa: B023
 
 
 def guarded(fn, args, fallback):
