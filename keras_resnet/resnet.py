@@ -5,7 +5,6 @@ ImageNet nets (paper, Table 1) and CIFAR nets (section 4.2: 6n+2 layers,
 the same tables with the shortcuts removed (the degradation experiment).
 """
 
-import contextlib
 import sys
 
 import keras
@@ -62,16 +61,22 @@ def _input_shape(input_shape, stem, data_format):
     return input_shape
 
 
-@contextlib.contextmanager
-def _recursion_limit(limit):
-    """Keras walks the layer graph recursively; ResNet-1202 is deeper than
-    Python's default limit allows."""
-    old = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(old, limit))
-    try:
-        yield
-    finally:
-        sys.setrecursionlimit(old)
+def _allow_recursion(blocks):
+    """Raises (never lowers) Python's recursion limit for a net of `blocks`
+    residual blocks.
+
+    Keras walks a functional graph recursively, a few frames per block,
+    whenever it builds, saves, loads or clones a model: ResNet-1202 (600
+    blocks) needs more than Python's default 1,000. The limit stays raised, so
+    that a later load_model or clone_model of the net works too.
+    """
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10 * blocks + 2000))
+
+
+# For the zoo's deepest net at import, so that a fresh process can
+# keras.models.load_model a saved ResNet-1202 (it imports keras_resnet anyway,
+# for ZeroPadShortcut).
+_allow_recursion(3 * (max(CIFAR_DEPTHS) - 2) // 6)
 
 
 def _stem(x, stem, variant, settings):
@@ -175,8 +180,8 @@ def build_resnet(
         x = layers.GlobalMaxPooling2D(data_format=data_format, name="max_pool")(x)
 
     source = keras.utils.get_source_inputs(inputs) if input_tensor is not None else inputs
-    with _recursion_limit(40 * sum(depths) + 1000):
-        model = keras.Model(source, x, name=name)
+    _allow_recursion(sum(depths))
+    model = keras.Model(source, x, name=name)
     if weights is not None:
         weights_lib.load_weights_file(model, weights)
     return model

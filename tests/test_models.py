@@ -6,6 +6,7 @@ the same at any size, and a forward pass is cheap there.
 """
 
 import ast
+import functools
 import pathlib
 
 import keras
@@ -74,9 +75,15 @@ def test_imagenet_family(depth):
         )
 
 
+@pytest.fixture(scope="module")
+def zoo():
+    """`zoo(name)`: the default zoo model, built once per module; read-only."""
+    return functools.lru_cache(maxsize=None)(kr.get_model)
+
+
 @pytest.mark.parametrize("name", list(PAPER_CIFAR_MPARAMS))  # resnet20 ... resnet1202
-def test_cifar_family_matches_paper(name):
-    model = kr.get_model(name)
+def test_cifar_family_matches_paper(name, zoo):
+    model = zoo(name)
     depth = int(name[len("resnet"):])
     n = (depth - 2) // 6
     assert model.output.shape == (None, 10)
@@ -349,6 +356,18 @@ def test_keras_file_round_trip(name, kwargs, size, tmp_path, photo):
     # A whole-model file is also a weights file for a freshly built model.
     rebuilt = kr.get_model(name, weights=path, **kwargs)
     np.testing.assert_allclose(run(rebuilt, x), expected, atol=1e-6)
+
+
+def test_the_deepest_net_round_trips(zoo, tmp_path):
+    """Keras rebuilds a loaded graph recursively, a few frames per block:
+    ResNet-1202 needs more than Python's default recursion limit."""
+    model = zoo("resnet1202")
+    path = str(tmp_path / "resnet1202.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert len(loaded.layers) == len(model.layers)
+    for saved, restored in zip(model.weights, loaded.weights):
+        np.testing.assert_array_equal(saved.numpy(), restored.numpy())
 
 
 # --- preprocessing and weight decay ------------------------------------------
