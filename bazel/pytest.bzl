@@ -1,10 +1,11 @@
 """pytest_test: a py_test that runs tests/<name>.py under pytest."""
 
-def pytest_test(name, deps = [], data = [], **kwargs):
+def pytest_test(name, deps = [], data = [], size = "large", **kwargs):
     """tests/<name>.py under pytest, with conftest.py, test helpers and pytest.ini.
 
     py_test alone would run the file as a script, which defines test
-    functions and calls none of them.
+    functions and calls none of them. Size "large" (a 15-minute timeout):
+    most files build deep nets or train on a shared 2-core machine.
     """
     src = "tests/%s.py" % name
     native.py_test(
@@ -14,5 +15,6 @@ def pytest_test(name, deps = [], data = [], **kwargs):
         args = [src],
         deps = deps + ["//:test_support"],
         data = data + ["//:pytest.ini"],
+        size = size,
         **kwargs
     )
