@@ -22,7 +22,7 @@ setuptools.setup(
         "tensorflow>=2.16",
         "keras>=3.3",
         "tensorflow-datasets>=4.9",
-        "keras-tuner>=1.4",
+        "keras-tuner[bayesian]>=1.4",  # bayesian: scikit-learn for --tuner=bayesian
         "tensorboard>=2.16",
         "tensorflow-serving-api>=2.16",
         "absl-py>=1.0",

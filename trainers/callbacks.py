@@ -111,6 +111,19 @@ def read_metrics(path):
     return [by_step[s] for s in sorted(by_step)]
 
 
+class LastValidation(keras.callbacks.Callback):
+    """The validation logs of the newest epoch that validated, so the final
+    evaluation need not run the same images again."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch, self.logs = None, {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs and "val_accuracy" in logs:
+            self.epoch, self.logs = epoch, dict(logs)
+
+
 class NanStop(keras.callbacks.Callback):
     """Stops on a NaN or infinite loss (or weights, see Checkpoint) before
     anything is saved after it."""

@@ -248,9 +248,11 @@ def train(run, strategy, chief=True, dataset=None):
     summary_dir = os.path.join(run.model_dir, "tensorboard") if run.enable_tensorboard and chief else None
     throughput = cb.Throughput(run.batch_size, run.log_steps, summary_dir)
     nan_stop = cb.NanStop()
+    last_validation = cb.LastValidation()
     callbacks = [
         throughput,
         nan_stop,
+        last_validation,
         cb.StepBudget(total_steps),
         cb.Checkpoint(run.model_dir, run.keep_checkpoints, nan_stop, enabled=chief),
         cb.MetricsFile(os.path.join(run.model_dir, cb.METRICS_FILE), throughput, enabled=chief),
@@ -289,7 +291,10 @@ def train(run, strategy, chief=True, dataset=None):
         result["last_checkpoint"] = latest[1] if latest else None
         return result
     if eval_data is not None:
-        loss, accuracy = model.evaluate(eval_data, verbose=0)
+        if last_validation.epoch == epochs - 1:  # the final epoch validated already
+            loss, accuracy = (last_validation.logs[k] for k in ("val_loss", "val_accuracy"))
+        else:
+            loss, accuracy = model.evaluate(eval_data, verbose=0)
         result.update({"eval_split": "validation" if run.validation_split else "test",
                        "eval_loss": float(loss), "eval_accuracy": float(accuracy),
                        "eval_examples": dataset.num_eval})

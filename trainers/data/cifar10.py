@@ -172,6 +172,11 @@ def from_arrays(name, class_names, train, load_test, options, validation_split,
     held out instead."""
     images, labels = train
     if validation_split:
+        if len(labels) <= validation_size:
+            raise ValueError(
+                f"{name}: --validation_split holds out {validation_size} training images, "
+                f"but the training split has only {len(labels)}"
+            )
         order = np.random.default_rng(0).permutation(len(labels))
         held, kept = order[:validation_size], np.sort(order[validation_size:])
         train = images[kept], labels[kept]
