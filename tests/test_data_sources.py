@@ -141,3 +141,41 @@ def test_validation_split_holds_out_part_of_train(imagenet_raw, imagenet_records
     dataset = load_dataset("imagenet2012", imagenet_records[0], InputOptions(cache=False),
                            validation_split=True)
     assert dataset.num_train + dataset.num_eval == 16 and dataset.num_eval > 0
+
+
+def test_any_tfds_image_dataset_streams_its_encoded_images(photo_jpegs, tmp_path):
+    """A TFDS dataset of variable-size photos (a tiny builder prepared here,
+    offline) streams through the ImageNet recipes; TFDS decoding is skipped."""
+    import tensorflow_datasets as tfds
+
+    photos = [decode_image(data).numpy() for _, data in photo_jpegs[:10]]
+
+    class TinyPhotos(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+                "label": tfds.features.ClassLabel(names=["even", "odd"]),
+            }))
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples(range(8)),
+                    "test": self._generate_examples(range(8, 10))}
+
+        def _generate_examples(self, indices):
+            for i in indices:
+                yield str(i), {"image": photos[i], "label": i % 2}
+
+    TinyPhotos(data_dir=str(tmp_path)).download_and_prepare()
+    dataset = load_dataset("tiny_photos", str(tmp_path), InputOptions(image_size=64, cache=False))
+    assert dataset.class_names == ["even", "odd"]
+    assert (dataset.num_train, dataset.num_eval) == (8, 2)
+    assert dataset.preprocessing == EvalPreprocessing("imagenet", 64)
+    x, y = next(iter(dataset.train(4)))
+    assert x.shape == (4, 64, 64, 3) and set(y.numpy()) <= {0, 1}
+    _, labels = eval_examples(dataset, 2)
+    assert sorted(labels.tolist()) == [0, 1]
+    held = load_dataset("tiny_photos", str(tmp_path), InputOptions(cache=False),
+                        validation_split=True)
+    assert held.num_train + held.num_eval == 8 and held.num_eval >= 1
