@@ -67,12 +67,21 @@ def ten_crops(image, size):
     return tf.stack(crops)
 
 
-def cifar_train_augment(image, seed=None):
-    """Paper section 4.2: pad 4 pixels, random 32x32 crop, random flip."""
-    size = tf.shape(image)[0]
-    padded = tf.pad(image, [[CIFAR_PAD, CIFAR_PAD], [CIFAR_PAD, CIFAR_PAD], [0, 0]])
-    crop = tf.image.random_crop(padded, tf.stack([size, size, 3]), seed=seed)
-    return tf.image.random_flip_left_right(crop, seed=seed)
+def cifar_train_augment_batch(images, seed):
+    """Paper section 4.2 on a whole NHWC batch: pad 4 pixels, a random crop
+    back to size and a random horizontal flip, each image its own, in a few
+    gathers of padded rows and columns. `seed`: shape [2], stateless draws."""
+    n, size = tf.shape(images)[0], tf.shape(images)[1]
+    pad = CIFAR_PAD
+    padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    offsets = tf.random.stateless_uniform([n, 2], seed, 0, 2 * pad + 1, dtype=tf.int32)
+    flip = tf.random.stateless_uniform([n], seed + 1) < 0.5
+    window = tf.range(size)[None]
+    rows = offsets[:, :1] + window
+    cols = offsets[:, 1:] + window
+    cols = tf.where(flip[:, None], tf.reverse(cols, [1]), cols)  # a flip reads columns backwards
+    images = tf.gather(padded, rows, axis=1, batch_dims=1)
+    return tf.gather(images, cols, axis=2, batch_dims=1)
 
 
 @dataclasses.dataclass

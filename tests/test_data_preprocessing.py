@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from data_fixtures import imagenet_raw, photo_jpegs  # noqa: F401
+from data_fixtures import cifar_arrays, cifar_tree, imagenet_raw, photo_jpegs  # noqa: F401
 
 from keras_resnet import preprocessing as prep
 from trainers.data import InputOptions, load_dataset
@@ -133,3 +133,20 @@ def test_cifar_training_recipe_pads_crops_flips_around_the_mean(cifar_slice):
     assert x.min() >= -mean.max() - 1e-4 and x.max() <= 255 - mean.min() + 1e-4
     padded_rows = (x == 0).all(axis=(2, 3)).any(axis=1)
     assert 0 < padded_rows.sum() < 64
+
+
+def test_batched_cifar_augmentation_is_a_crop_or_flipped_crop_of_each_padded_image(cifar_arrays):
+    images = cifar_arrays["train"][0][::10][:16].astype(np.float32)
+    seed = tf.constant([7, 8], tf.int64)
+    out = prep.cifar_train_augment_batch(tf.constant(images), seed).numpy()
+    assert out.shape == images.shape
+    np.testing.assert_array_equal(out, prep.cifar_train_augment_batch(tf.constant(images), seed))
+    padded = np.pad(images, [[0, 0], [4, 4], [4, 4], [0, 0]])
+    views = set()
+    for image, crop in zip(padded, out):
+        found = [(r, c, flip) for r in range(9) for c in range(9) for flip in (False, True)
+                 if np.array_equal(crop, image[r:r + 32, c:c + 32][:, ::-1] if flip
+                                   else image[r:r + 32, c:c + 32])]
+        assert found, "not a 32x32 window of the padded image"
+        views.add(found[0])
+    assert len(views) > 4 and {v[2] for v in views} == {False, True}

@@ -194,6 +194,8 @@ def weights_fingerprint(model):
 def check_model_dir(run, chief):
     """Refuses to resume a model_dir with other run-defining settings."""
     config = {name: getattr(run, name) for name in RUN_DEFINING}
+    config["image_size"] = run.input_options.image_size
+    config["train_preprocessing"] = run.input_options.train_preprocessing
     config["mixed_precision"] = keras.mixed_precision.global_policy().name
     path = os.path.join(run.model_dir, RUN_CONFIG_FILE)
     if os.path.exists(path):

@@ -9,9 +9,11 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from keras_resnet.preprocessing import EvalPreprocessing, cifar_train_augment, decode_image
+from keras_resnet.preprocessing import EvalPreprocessing, cifar_train_augment_batch, decode_image
 from trainers.data import image_tree
-from trainers.data.pipeline import AUTOTUNE, Dataset, InputOptions, finish, map_encoded, shard
+from trainers.data.pipeline import (
+    AUTOTUNE, Dataset, InputOptions, finish, map_encoded, per_replica_batch, shard, with_options,
+)
 
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer",
                "dog", "frog", "horse", "ship", "truck"]
@@ -131,18 +133,25 @@ def in_memory_dataset(name, class_names, train, test, preprocessing, options):
     def normalize(image, label):
         return preprocessing.normalize(image), label
 
-    def augment(image, label):
-        return cifar_train_augment(preprocessing.normalize(image)), label
+    def augment(seed, batch):
+        images, labels = batch
+        return cifar_train_augment_batch(preprocessing.normalize(images), seed), labels
 
-    def make(arrays, training, map_fn):
-        def build(batch_size, input_context=None):
-            ds = tf.data.Dataset.from_tensor_slices(arrays)
-            ds = shard(ds, input_context)
-            # Files come sorted by class: only a full shuffle mixes them.
-            return finish(ds, training=training, batch_size=batch_size, map_fn=map_fn,
-                          options=options, input_context=input_context,
-                          shuffle_buffer=len(arrays[1]))
-        return build
+    def build_train(batch_size, input_context=None):
+        ds = shard(tf.data.Dataset.from_tensor_slices(train), input_context)
+        # Files come sorted by class: only a full shuffle mixes them.
+        ds = ds.shuffle(len(train[1]), seed=options.seed).repeat()
+        ds = ds.batch(per_replica_batch(batch_size, input_context), drop_remainder=True)
+        # Augmenting whole batches costs a few ops per batch, not per image.
+        seeds = tf.data.Dataset.random(seed=options.seed).batch(2)
+        ds = tf.data.Dataset.zip(seeds, ds).map(
+            augment, num_parallel_calls=AUTOTUNE, deterministic=options.deterministic)
+        return with_options(ds.prefetch(AUTOTUNE), options)
+
+    def build_eval(batch_size, input_context=None):
+        ds = shard(tf.data.Dataset.from_tensor_slices(test), input_context)
+        return finish(ds, training=False, batch_size=batch_size, map_fn=normalize,
+                      options=options, input_context=input_context)
 
     return Dataset(
         name=name,
@@ -150,8 +159,8 @@ def in_memory_dataset(name, class_names, train, test, preprocessing, options):
         num_train=len(train[1]),
         num_eval=len(test[1]),
         preprocessing=preprocessing,
-        train=make(train, True, augment),
-        eval=make(test, False, normalize),
+        train=build_train,
+        eval=build_eval,
     )
 
 
