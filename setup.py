@@ -22,6 +22,7 @@ setuptools.setup(
         "tensorflow>=2.16",
         "keras>=3.3",
         "tensorflow-datasets>=4.9",
+        "importlib_resources",  # tensorflow-datasets' downloader imports it without requiring it
         "keras-tuner[bayesian]>=1.4",  # bayesian: scikit-learn for --tuner=bayesian
         "tensorboard>=2.16",
         "tensorflow-serving-api>=2.16",
