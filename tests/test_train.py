@@ -219,3 +219,21 @@ def test_schedules_survive_a_checkpoint_round_trip():
                         batch_size=128, cifar=True, depth=110)
     restored = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(s))
     assert [_lr(restored, t) for t in (0, 400, 32_001)] == pytest.approx([0.01, 0.1, 0.01])
+
+
+def test_degradation_trains_plain_and_residual_nets_and_draws_them(cifar_slice, tmp_path):
+    base = str(tmp_path / "degradation")
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainers.degradation", "--depths=20", "--batch_size=16",
+         "--train_steps=2", "--steps_per_epoch=1", f"--data_dir={cifar_slice}",
+         f"--model_dir={base}"],
+        cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("plain20", "resnet20"):
+        assert results(os.path.join(base, name))["step"] == 2
+    plain = keras.models.load_model(os.path.join(base, "plain20", "model.keras"))
+    assert not any(layer.name.endswith("_add") for layer in plain.layers)
+    table = open(os.path.join(base, "degradation.md")).read()
+    assert "| plain20 | 2 | 2 |" in table and "| resnet20 | 2 | 2 |" in table
+    assert os.path.getsize(os.path.join(base, "degradation.png")) > 10_000

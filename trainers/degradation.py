@@ -28,44 +28,57 @@ TABLE_FILE = "degradation.md"
 def define_flags():
     trainer_flags.define_train_flags()
     flags.DEFINE_list("depths", ["20", "56"], "CIFAR depths (6n+2) to compare.")
+    flags.DEFINE_bool("plot_only", False,
+                      "Draw the plot and table from the metrics written so far; train nothing.")
 
 
-def table(results):
-    lines = ["| net | steps | final train error (%) | test error (%) |",
-             "|---|---|---|---|"]
-    for name, (records, result) in results.items():
-        last = records[-1] if records else {}
-        train_error = 100 * (1 - last["accuracy"]) if "accuracy" in last else float("nan")
-        test_error = 100 * (1 - result.get("eval_accuracy", float("nan")))
-        lines.append(f"| {name} | {result['step']} | {train_error:.2f} | {test_error:.2f} |")
+def table(runs):
+    """Markdown rows from each net's metrics: its newest epoch so far."""
+    lines = ["| net | epochs | steps | train error (%) | test error (%) |",
+             "|---|---:|---:|---:|---:|"]
+    for name, records in runs.items():
+        if not records:
+            lines.append(f"| {name} | 0 | 0 | - | - |")
+            continue
+        last = records[-1]
+        test = f"{100 * (1 - last['val_accuracy']):.2f}" if "val_accuracy" in last else "-"
+        lines.append(f"| {name} | {last['epoch']} | {last['step']} | "
+                     f"{100 * (1 - last['accuracy']):.2f} | {test} |")
     return "\n".join(lines) + "\n"
+
+
+def draw(model_dir, names):
+    """The Figure-6 plot and the table, from the metrics files in model_dir."""
+    runs = {n: cb.read_metrics(os.path.join(model_dir, n, cb.METRICS_FILE)) for n in names}
+    curves.plot_runs(runs, os.path.join(model_dir, PLOT_FILE),
+                     title="CIFAR-10: plain (no shortcuts) vs residual")
+    text = table(runs)
+
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    atomic_write(os.path.join(model_dir, TABLE_FILE), write)
+    return text
 
 
 def main(argv):
     del argv
-    depths = [int(d) for d in FLAGS.depths]
+    names = [f"{prefix}{depth}" for depth in FLAGS.depths for prefix in ("plain", "resnet")]
+    if FLAGS.plot_only:
+        print(draw(FLAGS.model_dir, names))
+        return
     strategy = distribution.from_flags(FLAGS)
     chief = distribution.is_chief(strategy)
     base = Run.from_flags(FLAGS)
     results = {}
-    for depth in depths:
-        for prefix in ("plain", "resnet"):
-            name = f"{prefix}{depth}"
-            run = dataclasses.replace(base, model=name,
-                                      model_dir=os.path.join(FLAGS.model_dir, name))
-            logging.info("Degradation experiment: training %s", name)
-            result = train(run, strategy, chief)
-            records = cb.read_metrics(os.path.join(run.model_dir, cb.METRICS_FILE))
-            results[name] = (records, result)
+    for name in names:
+        run = dataclasses.replace(base, model=name, model_dir=os.path.join(FLAGS.model_dir, name))
+        logging.info("Degradation experiment: training %s", name)
+        results[name] = train(run, strategy, chief)
     if chief:
-        curves.plot_runs({n: r for n, (r, _) in results.items()},
-                         os.path.join(FLAGS.model_dir, PLOT_FILE),
-                         title="CIFAR-10: plain (no shortcuts) vs residual")
-        text = table(results)
-        atomic_write(os.path.join(FLAGS.model_dir, TABLE_FILE),
-                     lambda tmp: open(tmp, "w").write(text))
-        print(text)
-        print(json.dumps({n: r for n, (_, r) in results.items()}, indent=2))
+        print(draw(FLAGS.model_dir, names))
+        print(json.dumps(results, indent=2))
 
 
 def run():
