@@ -4,6 +4,8 @@
 signature and layer names; `get_model(name)` builds any of them by name.
 """
 
+import keras
+
 from keras_resnet.blocks import ConvSettings, residual_block, shortcut, stage
 from keras_resnet.flops import count_flops
 from keras_resnet.imagenet_utils import decode_predictions, preprocess_input
@@ -11,6 +13,10 @@ from keras_resnet.layers import ZeroPadShortcut
 from keras_resnet.regularization import apply_weight_decay
 from keras_resnet.resnet import build_resnet, cifar_resnet, imagenet_resnet
 from keras_resnet.zoo import MODELS, get_model, is_cifar_model, list_models
+
+if keras.backend.backend() == "tensorflow":
+    # Registers the fused BN layer the builders use there, for load_model.
+    from keras_resnet import fused_bn  # noqa: F401
 
 __version__ = "0.1.0"
 

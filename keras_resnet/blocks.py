@@ -18,6 +18,7 @@ from keras_resnet.layers import ZeroPadShortcut
 SHORTCUTS = ("A", "B", "C")
 VARIANTS = ("v1", "v1.5", "v2", "d")
 BLOCKS = ("basic", "bottleneck")
+FUSED_BN = "keras_resnet>BatchNormalization"  # keras_resnet.fused_bn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +36,10 @@ class ConvSettings:
     # Batch statistics over all replicas (and their moving averages, so every
     # worker ends with the same weights); the paper's BN is per GPU.
     sync_bn: bool = False
+    # On the TensorFlow backend, batch norm by its fused kernel (same results,
+    # about 2x faster training on CPU: keras_resnet.fused_bn); False, or any
+    # other backend: keras.layers.BatchNormalization.
+    fused_bn: bool = True
 
     @property
     def channel_axis(self):
@@ -63,7 +68,12 @@ class ConvSettings:
         )(x)
 
     def bn(self, x, name, zero_gamma=False):
-        return layers.BatchNormalization(
+        layer = layers.BatchNormalization
+        if self.fused_bn:
+            # Registered by keras_resnet.fused_bn, which `import keras_resnet`
+            # loads only on the TensorFlow backend.
+            layer = keras.saving.get_registered_object(FUSED_BN) or layer
+        return layer(
             axis=self.channel_axis,
             momentum=self.bn_momentum,
             synchronized=self.sync_bn,

@@ -115,6 +115,7 @@ def build_resnet(
     use_bias=False,
     bn_momentum=0.9,
     sync_bn=False,
+    fused_bn=True,
     include_top=True,
     weights=None,
     input_tensor=None,
@@ -130,6 +131,8 @@ def build_resnet(
     `depths[i]` blocks of `widths[i]` filters per stage; every stage but the
     first halves the resolution. `weights` is None or the path of a weights
     file (`.weights.h5`, `.keras`, or a keras.applications legacy `.h5`).
+    `fused_bn`: batch norm by TensorFlow's fused kernel (same results, faster
+    training; see keras_resnet.fused_bn); False: Keras' own layer.
     """
     check_choice("block", block, BLOCKS)
     check_choice("stem", stem, STEMS)
@@ -147,7 +150,7 @@ def build_resnet(
             "branch; variant='v2' (pre-activation) has none"
         )
     data_format = standardize_data_format(data_format)
-    settings = ConvSettings(data_format, use_bias, bn_momentum, sync_bn=sync_bn)
+    settings = ConvSettings(data_format, use_bias, bn_momentum, sync_bn=sync_bn, fused_bn=fused_bn)
     if input_tensor is not None and keras.backend.is_keras_tensor(input_tensor):
         inputs = input_tensor
     else:
