@@ -16,6 +16,7 @@ import os
 
 from absl import app, flags, logging
 
+from keras_resnet import inference
 from savedmodels import saved_model, sources, versions
 
 FLAGS = flags.FLAGS
@@ -53,6 +54,11 @@ def define_flags(flag_values=FLAGS):
                          "give. Default: min(5, number of classes).", lower_bound=1, **f)
     flags.DEFINE_list("warmup_images", None, "Image files for the warm-up requests. "
                       "Default: the photos shipped in savedmodels/warmup_images.", **f)
+    flags.DEFINE_enum("optimize_for_inference", "none", list(inference.MODES),
+                      "Serve a faster graph of the model: fold_bn folds batch norm into "
+                      "the convolutions (same outputs to float32 rounding); fold_bn_bf16 "
+                      "also stores weights and computes in bfloat16 (float32 outputs; "
+                      "check its top-1 first: benchmarks/inference_accuracy.py).", **f)
     flags.DEFINE_boolean("replay_warmup", True, "Load the export and answer its warm-up "
                          "requests, as TF Serving does when it loads the version.", **f)
     flags.mark_flag_as_required("export_base", flag_values=flag_values)
@@ -89,6 +95,7 @@ def export_from_flags(flag_values=FLAGS):
     source = sources.load_source(
         model_dir=fv.model_dir, keras_file=fv.keras_file, model=fv.model,
         weights=fv.weights, preprocessing=fv.preprocessing, labels=fv.labels,
+        optimize_for_inference=fv.optimize_for_inference,
     )
     return export(
         source, fv.export_base, model_name=fv.model_name, version=fv.version,

@@ -12,6 +12,8 @@ One of three sources, as the export flags name them:
 class name per line) override what the source provides. Without labels, a
 10-class CIFAR model gets the CIFAR-10 names, a 1000-class ImageNet model
 the ImageNet names if keras has them cached, any other its class numbers.
+`optimize_for_inference` (keras_resnet.inference.MODES) rewrites the loaded
+model for serving: BN folded into the convolutions, optionally bfloat16.
 """
 
 import dataclasses
@@ -21,6 +23,7 @@ import os
 import keras
 
 import keras_resnet
+from keras_resnet import inference
 from keras_resnet import model_dir as model_dir_lib
 from keras_resnet.preprocessing import EvalPreprocessing
 from savedmodels import signatures
@@ -147,8 +150,11 @@ def _preprocessing_for(built, source_dir, zoo_name, flag_for_error):
 
 
 def load_source(model_dir=None, keras_file=None, model=None, weights=None,
-                preprocessing=None, labels=None):
+                preprocessing=None, labels=None, optimize_for_inference="none"):
     """The Source the export flags describe; errors name the flag at fault."""
+    if optimize_for_inference not in inference.MODES:
+        raise ValueError(f"--optimize_for_inference={optimize_for_inference!r} is not one "
+                         f"of {', '.join(inference.MODES)}")
     given = [f"--{flag}" for flag, value in
              [("model_dir", model_dir), ("keras_file", keras_file), ("model", model)] if value]
     if len(given) != 1:
@@ -171,6 +177,7 @@ def load_source(model_dir=None, keras_file=None, model=None, weights=None,
     else:
         built, zoo_name = _from_zoo(model, weights)
         name = zoo_name
+    built = inference.optimize_for_inference(built, optimize_for_inference)
     if not preprocessing:
         flag = f"--model={zoo_name}" if zoo_name else f"{given[0]}={model_dir or keras_file}"
         eval_preprocessing = _preprocessing_for(built, source_dir, zoo_name, flag)
