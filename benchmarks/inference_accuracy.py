@@ -119,7 +119,7 @@ def main():
                         help="a trainer's model_dir of a CIFAR-10 model")
     parser.add_argument("--data_dir", default=SHARED_CIFAR10)
     parser.add_argument("--batch_size", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=8)
     args = parser.parse_args()
     start = time.time()
     model, rows, count = measure(args.model_dir, args.data_dir, args.batch_size, args.rounds)
