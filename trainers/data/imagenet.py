@@ -13,13 +13,12 @@ import numpy as np
 from absl import logging
 
 from trainers.data import image_tree, tfrecord
+from trainers.data.pipeline import VALIDATION_FRACTION
 from trainers.data.streaming import image_dataset, list_source
 
 NUM_CLASSES = 1000
 # The standard set: examples and shards of each split.
 STANDARD = {"train": (1_281_167, 1024), "validation": (50_000, 128)}
-# --validation_split on streamed datasets holds out this part of train.
-VALIDATION_FRACTION = 0.1
 TREE_EVAL_SPLITS = ("validation", "val", "test")
 LOCAL_FORMS = (
     "TFRecord shards train-00000-of-01024 ... and validation-00000-of-00128 ... "

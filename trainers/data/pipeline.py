@@ -11,6 +11,8 @@ from absl import logging
 from keras_resnet.preprocessing import EvalPreprocessing
 
 AUTOTUNE = tf.data.AUTOTUNE
+# --validation_split on streamed datasets holds out this part of train.
+VALIDATION_FRACTION = 0.1
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,8 +10,8 @@ Offline, a failed download ends in a message naming the local forms.
 import numpy as np
 from absl import logging
 
-from trainers.data import cifar10, imagenet
-from trainers.data.pipeline import shard
+from trainers.data import cifar10
+from trainers.data.pipeline import VALIDATION_FRACTION, shard
 from trainers.data.streaming import Source, image_dataset
 
 # Fixed-size images up to this side and this many bytes decoded: in memory.
@@ -61,7 +61,7 @@ def _check_features(name, builder):
 def _splits(builder, validation_split):
     splits = builder.info.splits
     if validation_split:
-        percent = round(100 * (1 - imagenet.VALIDATION_FRACTION))
+        percent = round(100 * (1 - VALIDATION_FRACTION))
         return f"train[:{percent}%]", f"train[{percent}%:]"
     eval_split = next((s for s in ("validation", "test") if s in splits), None)
     if "train" not in splits or eval_split is None:
