@@ -103,7 +103,7 @@ def define_distribution_flags():
     flags.DEFINE_string("tpu", None, "TPU address for --distribution_strategy=tpu.")
     flags.DEFINE_enum("mixed_precision", "float32", list(PRECISIONS),
                       "Keras dtype policy; mixed_float16 uses dynamic loss scaling. "
-                      "mixed_bfloat16 is fastest on CPUs with AMX.")
+                      "mixed_bfloat16 is fastest on CPUs with AVX512_BF16 or AMX.")
     flags.DEFINE_bool("jit_compile", False, "XLA-compile the training step.")
     flags.DEFINE_integer("steps_per_execution", 16,
                          "Training steps per tf.function call (fewer Python round trips).")
