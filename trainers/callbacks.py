@@ -72,19 +72,16 @@ class MetricsFile(keras.callbacks.Callback):
     """One JSON line per epoch in model_dir: what the curves and the results
     table are drawn from."""
 
-    def __init__(self, path, throughput, enabled=True):
+    def __init__(self, path, throughput):
         super().__init__()
         self.path = path
         self.throughput = throughput
-        self.enabled = enabled
         self.epoch_start = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_start = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
-        if not self.enabled:
-            return
         record = {
             "epoch": epoch + 1,
             "step": int(self.model.optimizer.iterations.numpy()),
@@ -142,15 +139,14 @@ class NanStop(keras.callbacks.Callback):
 class Checkpoint(keras.callbacks.Callback):
     """Saves model and optimizer at each epoch end, unless the loss diverged."""
 
-    def __init__(self, model_dir, keep, nan_stop, enabled=True):
+    def __init__(self, model_dir, keep, nan_stop):
         super().__init__()
         self.model_dir = model_dir
         self.keep = keep
         self.nan_stop = nan_stop
-        self.enabled = enabled
 
     def on_epoch_end(self, epoch, logs=None):
-        if not self.enabled or self.nan_stop.nan_step is not None:
+        if self.nan_stop.nan_step is not None:
             return
         if not all(np.isfinite(keras.ops.convert_to_numpy(w)).all() for w in self.model.weights):
             # A finite mean loss can hide weights that already overflowed.

@@ -256,9 +256,12 @@ def train(run, strategy, chief=True, dataset=None):
         nan_stop,
         last_validation,
         cb.StepBudget(total_steps),
-        cb.Checkpoint(run.model_dir, run.keep_checkpoints, nan_stop, enabled=chief),
-        cb.MetricsFile(os.path.join(run.model_dir, cb.METRICS_FILE), throughput, enabled=chief),
     ]
+    if chief:  # only worker 0 writes into model_dir
+        callbacks += [
+            cb.Checkpoint(run.model_dir, run.keep_checkpoints, nan_stop),
+            cb.MetricsFile(os.path.join(run.model_dir, cb.METRICS_FILE), throughput),
+        ]
     if summary_dir:
         callbacks.append(keras.callbacks.TensorBoard(
             summary_dir, profile_batch=run.profile_steps or 0))
