@@ -181,6 +181,20 @@ def test_a_model_dir_resumes_only_its_own_run(tmp_path):
         check_model_dir(other, chief=True)
 
 
+def test_a_run_recorded_before_a_setting_existed_resumes(tmp_path):
+    run = Run(model="resnet20", model_dir=str(tmp_path))
+    check_model_dir(run, chief=True)
+    record = tmp_path / "run_config.json"
+    saved = json.loads(record.read_text())
+    del saved["train_preprocessing"]
+    record.write_text(json.dumps(saved))
+    check_model_dir(run, chief=True)
+    saved["model"] = "resnet56"
+    record.write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match=r"--model='resnet20' \(was 'resnet56'\)"):
+        check_model_dir(run, chief=True)
+
+
 def _lr(schedule, step):
     return float(keras.ops.convert_to_numpy(schedule(step)))
 

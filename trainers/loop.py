@@ -201,7 +201,12 @@ def check_model_dir(run, chief):
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             saved = json.load(f)
-        changed = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}
+        # A setting the record lacks was added to the trainer after the run began.
+        unrecorded = sorted(k for k in config if k not in saved)
+        if unrecorded:
+            logging.warning("%s predates settings %s; resuming with this run's values.",
+                            path, ", ".join(unrecorded))
+        changed = {k: (saved[k], v) for k, v in config.items() if k in saved and saved[k] != v}
         if changed:
             detail = ", ".join(f"--{k}={new!r} (was {old!r})" for k, (old, new) in changed.items())
             raise ValueError(
