@@ -6,6 +6,7 @@ signature and layer names; `get_model(name)` builds any of them by name.
 
 import keras
 
+from keras_resnet import cifar_utils  # noqa: F401  (keras_resnet.cifar_utils.preprocess_input)
 from keras_resnet.blocks import ConvSettings, residual_block, shortcut, stage
 from keras_resnet.flops import count_flops
 from keras_resnet.imagenet_utils import decode_predictions, preprocess_input

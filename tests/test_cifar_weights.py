@@ -1,0 +1,105 @@
+"""Publishing a CIFAR-10 run as package weights, and using them
+(trainers.publish, keras_resnet.cifar_utils)."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import keras_resnet
+from keras_resnet import cifar_utils
+from keras_resnet import model_dir as model_dir_lib
+from keras_resnet.preprocessing import EvalPreprocessing
+from trainers.loop import weights_fingerprint
+from trainers.publish import publish
+
+
+def finished_run(folder, photo, model="resnet20", seed=0):
+    """A model_dir as trainers.train leaves it, with a mixed-precision model."""
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        trained = keras_resnet.get_model(model, weights=None, classes=10)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    rng = np.random.default_rng(seed)
+    trained.set_weights([rng.normal(0, 0.1, w.shape) for w in trained.get_weights()])
+    trained.save(folder / model_dir_lib.MODEL_FILE)
+    mean = photo("coffee", 32)
+    EvalPreprocessing("cifar", 32, mean).save(str(folder / model_dir_lib.PREPROCESSING_FILE))
+    model_dir_lib.write_labels(str(folder), cifar_utils.CLASS_NAMES)
+    results = {"model": model, "dataset": "cifar10", "step": 64000, "eval_accuracy": 0.5,
+               "eval_examples": 10000, "weights_sha256": weights_fingerprint(trained)}
+    (folder / "results.json").write_text(json.dumps(results))
+    return trained, mean
+
+
+@pytest.fixture
+def published(tmp_path, photo, monkeypatch):
+    run, out = tmp_path / "run", tmp_path / "pretrained"
+    run.mkdir()
+    trained, mean = finished_run(run, photo)
+    path, _ = publish(str(run), str(out))
+    monkeypatch.setattr(cifar_utils, "SHIPPED_DIR", str(out))
+    cifar_utils.mean_image.cache_clear()
+    yield trained, mean, path
+    cifar_utils.mean_image.cache_clear()
+
+
+def test_published_weights_are_the_trained_ones_in_float32(published, photo):
+    trained, mean, path = published
+    model = keras_resnet.ResNet20(weights=path)
+    assert all(w.dtype == "float32" for w in model.weights)
+    x = np.stack([photo(name, 32) for name in ("chelsea", "astronaut", "rocket")])
+    np.testing.assert_allclose(cifar_utils.mean_image(), mean, atol=1e-3)
+    inputs = cifar_utils.preprocess_input(x)
+    np.testing.assert_allclose(inputs, x - mean, atol=1e-3)
+    np.testing.assert_allclose(model.predict(inputs, verbose=0),
+                               trained.predict(inputs, verbose=0), atol=0.05)
+
+
+def test_preprocess_input_channels_first_and_tensors(published, photo):
+    x = photo("chelsea", 32)[None]
+    last = cifar_utils.preprocess_input(x)
+    first = cifar_utils.preprocess_input(np.transpose(x, (0, 3, 1, 2)), "channels_first")
+    np.testing.assert_allclose(np.transpose(first, (0, 2, 3, 1)), last)
+    tensor = cifar_utils.preprocess_input(keras.ops.convert_to_tensor(x))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(tensor), last)
+
+
+def test_preprocess_input_names_the_expected_shape(published, photo):
+    with pytest.raises(ValueError, match=r"shape \(224, 224, 3\).*\(32, 32, 3\).*resize"):
+        cifar_utils.preprocess_input(photo("chelsea", 224)[None])
+
+
+def test_decode_predictions():
+    scores = np.eye(10, dtype="float32")[[3, 8]] * 0.9 + 0.01
+    top = cifar_utils.decode_predictions(scores, top=2)
+    assert [row[0][:2] for row in top] == [(3, "cat"), (8, "ship")]
+    assert len(top[0]) == 2 and top[0][0][2] > top[0][1][2]
+    with pytest.raises(ValueError, match=r"preds has shape \(2, 1000\)"):
+        cifar_utils.decode_predictions(np.zeros((2, 1000)))
+
+
+def test_without_the_mean_file_the_error_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setattr(cifar_utils, "SHIPPED_DIR", str(tmp_path))
+    cifar_utils.mean_image.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="EvalPreprocessing.load"):
+            cifar_utils.preprocess_input(np.zeros((1, 32, 32, 3)))
+    finally:
+        cifar_utils.mean_image.cache_clear()
+
+
+def test_publish_refuses_what_is_not_a_finished_cifar_run(tmp_path, photo):
+    with pytest.raises(ValueError, match="holds no finished run"):
+        publish(str(tmp_path), str(tmp_path / "out"))
+    finished_run(tmp_path, photo)
+    results = json.loads((tmp_path / "results.json").read_text())
+    (tmp_path / "results.json").write_text(json.dumps({**results, "weights_sha256": "0" * 64}))
+    with pytest.raises(ValueError, match="not the ones its results.json evaluated"):
+        publish(str(tmp_path), str(tmp_path / "out"))
+    (tmp_path / "results.json").write_text(json.dumps({**results, "model": "resnet32"}))
+    with pytest.raises(ValueError, match="trained resnet32 on cifar10; .* exist for: resnet20"):
+        publish(str(tmp_path), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()

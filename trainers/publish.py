@@ -1,0 +1,85 @@
+"""Turns a finished CIFAR-10 run into the weights that ship with the package.
+
+    python -m trainers.publish --model_dir=/work/runs/resnet20_paper
+
+Writes keras_resnet/pretrained/<model>_cifar10.weights.h5 (float32, whatever
+precision trained it) and the run's mean image, which
+`keras_resnet.cifar_utils.preprocess_input` subtracts. The copy is checked
+against the fingerprint of the weights that the run evaluated.
+"""
+
+import json
+import os
+
+import keras
+from absl import app, flags
+
+import keras_resnet
+from keras_resnet import cifar_utils
+from keras_resnet import model_dir as model_dir_lib
+from keras_resnet import weights as weights_lib
+from keras_resnet.preprocessing import EvalPreprocessing
+from trainers.loop import weights_fingerprint
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    flags.DEFINE_string("model_dir", None, "A finished CIFAR-10 run of trainers.train.")
+    flags.DEFINE_string("output_dir", weights_lib.SHIPPED_DIR,
+                        "Where the package's pretrained files live.")
+    flags.mark_flag_as_required("model_dir")
+
+
+def _finished_run(model_dir):
+    path = os.path.join(model_dir, "results.json")
+    final = os.path.join(model_dir, model_dir_lib.MODEL_FILE)
+    if not (os.path.exists(path) and os.path.exists(final)):
+        raise ValueError(
+            f"--model_dir={model_dir} holds no finished run (results.json and "
+            f"{model_dir_lib.MODEL_FILE}); let trainers.train finish first"
+        )
+    with open(path, encoding="utf-8") as f:
+        results = json.load(f)
+    if results.get("dataset") != "cifar10" or results.get("model") not in weights_lib.CIFAR10_FILES:
+        raise ValueError(
+            f"--model_dir={model_dir} trained {results.get('model')} on "
+            f"{results.get('dataset')}; shipped CIFAR-10 weights exist for: "
+            + ", ".join(sorted(weights_lib.CIFAR10_FILES))
+        )
+    labels = model_dir_lib.read_labels(model_dir)
+    if tuple(labels or ()) != cifar_utils.CLASS_NAMES:
+        raise ValueError(f"--model_dir={model_dir} has labels {labels}; "
+                         f"expected {list(cifar_utils.CLASS_NAMES)}")
+    return results, final
+
+
+def publish(model_dir, output_dir):
+    """Writes the weights and mean image; returns the weights file's path."""
+    results, final = _finished_run(model_dir)
+    preprocessing = EvalPreprocessing.load(
+        os.path.join(model_dir, model_dir_lib.PREPROCESSING_FILE))
+    if preprocessing.kind != "cifar" or preprocessing.image_size != cifar_utils.IMAGE_SIZE:
+        raise ValueError(f"--model_dir={model_dir} was not trained on 32x32 CIFAR inputs")
+    trained = keras.models.load_model(final, compile=False)
+    shipped = keras_resnet.get_model(results["model"], weights=None, classes=10)
+    weights_lib.copy_weights_by_name(trained, shipped)
+    if weights_fingerprint(shipped) != results["weights_sha256"]:
+        raise ValueError(f"the weights of {final} are not the ones its results.json evaluated")
+    path = os.path.join(output_dir, weights_lib.CIFAR10_FILES[results["model"]])
+    model_dir_lib.atomic_write(path, shipped.save_weights)
+    model_dir_lib.atomic_write(os.path.join(output_dir, cifar_utils.PREPROCESSING_FILE),
+                               preprocessing.save)
+    return path, results
+
+
+def main(argv):
+    del argv
+    path, results = publish(FLAGS.model_dir, FLAGS.output_dir)
+    print(f"Wrote {path}: {results['model']}, step {results['step']}, "
+          f"test accuracy {results['eval_accuracy']:.4f} on {results['eval_examples']} images")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
