@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from keras_resnet.arguments import standardize_data_format
-from keras_resnet.weights import SHIPPED_DIR
+from keras_resnet import weights as weights_lib
 
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
                "dog", "frog", "horse", "ship", "truck")
@@ -25,7 +25,7 @@ IMAGE_SIZE = 32
 @functools.lru_cache(maxsize=1)
 def mean_image():
     """The training split's per-pixel mean, (32, 32, 3) float32, RGB."""
-    path = os.path.join(SHIPPED_DIR, PREPROCESSING_FILE)
+    path = os.path.join(weights_lib.SHIPPED_DIR, PREPROCESSING_FILE)
     if not os.path.exists(path):
         raise ValueError(
             f"{path} is not in this installation: the CIFAR-10 mean image ships "

@@ -23,15 +23,12 @@ import os
 import keras
 
 import keras_resnet
-from keras_resnet import inference
+from keras_resnet import cifar_utils, inference
 from keras_resnet import model_dir as model_dir_lib
+from keras_resnet import weights as weights_lib
 from keras_resnet.preprocessing import EvalPreprocessing
 from savedmodels import signatures
 
-CIFAR10_CLASS_NAMES = (
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
-)
 IMAGENET_CLASS_INDEX = "imagenet_class_index.json"
 
 
@@ -74,8 +71,8 @@ def _imagenet_class_names():
 
 
 def default_class_names(classes, preprocessing):
-    if preprocessing.kind == "cifar" and classes == len(CIFAR10_CLASS_NAMES):
-        return list(CIFAR10_CLASS_NAMES)
+    if preprocessing.kind == "cifar" and classes == len(cifar_utils.CLASS_NAMES):
+        return list(cifar_utils.CLASS_NAMES)
     if preprocessing.kind == "imagenet" and classes == 1000:
         names = _imagenet_class_names()
         if names:
@@ -132,7 +129,7 @@ def _from_zoo(model, weights):
     return built, built.name  # the zoo's own spelling, e.g. "resnet20"
 
 
-def _preprocessing_for(built, source_dir, zoo_name, flag_for_error):
+def _preprocessing_for(built, source_dir, zoo_name, weights, flag_for_error):
     """The source's own EvalPreprocessing, when it has one."""
     if source_dir is not None:
         path = os.path.join(source_dir, model_dir_lib.PREPROCESSING_FILE)
@@ -141,6 +138,9 @@ def _preprocessing_for(built, source_dir, zoo_name, flag_for_error):
         reason = f"{source_dir!r} has no {model_dir_lib.PREPROCESSING_FILE}"
     elif zoo_name and not keras_resnet.is_cifar_model(zoo_name):
         return EvalPreprocessing("imagenet", built.input_shape[1])
+    elif zoo_name and weights == "cifar10":  # the shipped weights' own mean image
+        return _load_preprocessing(
+            "preprocessing", os.path.join(weights_lib.SHIPPED_DIR, cifar_utils.PREPROCESSING_FILE))
     elif zoo_name:
         reason = ("CIFAR models subtract their training set's mean image, which the "
                   "trainer saves in its model_dir's preprocessing.json")
@@ -180,7 +180,7 @@ def load_source(model_dir=None, keras_file=None, model=None, weights=None,
     built = inference.optimize_for_inference(built, optimize_for_inference)
     if not preprocessing:
         flag = f"--model={zoo_name}" if zoo_name else f"{given[0]}={model_dir or keras_file}"
-        eval_preprocessing = _preprocessing_for(built, source_dir, zoo_name, flag)
+        eval_preprocessing = _preprocessing_for(built, source_dir, zoo_name, weights, flag)
 
     if labels:
         class_names = _read_class_names(labels)

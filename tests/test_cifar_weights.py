@@ -10,8 +10,10 @@ import pytest
 import keras_resnet
 from keras_resnet import cifar_utils
 from keras_resnet import model_dir as model_dir_lib
+from keras_resnet import weights as weights_lib
 from keras_resnet.preprocessing import EvalPreprocessing
 from trainers.loop import weights_fingerprint
+from savedmodels import sources
 from trainers.publish import publish
 
 
@@ -40,7 +42,7 @@ def published(tmp_path, photo, monkeypatch):
     run.mkdir()
     trained, mean = finished_run(run, photo)
     path, _ = publish(str(run), str(out))
-    monkeypatch.setattr(cifar_utils, "SHIPPED_DIR", str(out))
+    monkeypatch.setattr(weights_lib, "SHIPPED_DIR", str(out))
     cifar_utils.mean_image.cache_clear()
     yield trained, mean, path
     cifar_utils.mean_image.cache_clear()
@@ -56,6 +58,13 @@ def test_published_weights_are_the_trained_ones_in_float32(published, photo):
     np.testing.assert_allclose(inputs, x - mean, atol=1e-3)
     np.testing.assert_allclose(model.predict(inputs, verbose=0),
                                trained.predict(inputs, verbose=0), atol=0.05)
+
+
+def test_export_of_the_shipped_weights_needs_no_preprocessing_flag(published):
+    source = sources.load_source(model="resnet20", weights="cifar10")
+    assert source.preprocessing.kind == "cifar"
+    np.testing.assert_allclose(source.preprocessing.mean_image, published[1], atol=1e-3)
+    assert source.class_names == list(cifar_utils.CLASS_NAMES)
 
 
 def test_preprocess_input_channels_first_and_tensors(published, photo):
@@ -82,7 +91,7 @@ def test_decode_predictions():
 
 
 def test_without_the_mean_file_the_error_says_what_to_do(tmp_path, monkeypatch):
-    monkeypatch.setattr(cifar_utils, "SHIPPED_DIR", str(tmp_path))
+    monkeypatch.setattr(weights_lib, "SHIPPED_DIR", str(tmp_path))
     cifar_utils.mean_image.cache_clear()
     try:
         with pytest.raises(ValueError, match="EvalPreprocessing.load"):

@@ -28,6 +28,7 @@ from PIL import Image
 from tensorflow_serving.apis import predict_pb2
 
 import keras_resnet
+from keras_resnet import cifar_utils
 from keras_resnet import model_dir as model_dir_lib
 from keras_resnet.preprocessing import EvalPreprocessing, decode_image
 from savedmodels import export, predict_api, signatures, sources, versions, warmup
@@ -265,7 +266,7 @@ def test_default_class_names(cifar, imagenet, mixed):
     with open(os.path.join(imagenet["path"], "assets", "labels.txt")) as f:
         assert f.read().splitlines() == sources.default_class_names(1000, imagenet["preprocessing"])
     with open(os.path.join(mixed["path"], "assets", "labels.txt")) as f:
-        assert f.read().splitlines() == list(sources.CIFAR10_CLASS_NAMES)
+        assert f.read().splitlines() == list(cifar_utils.CLASS_NAMES)
 
 
 def test_mixed_precision_model_exports_float32_outputs(mixed):
@@ -446,7 +447,7 @@ def flag_files(tmp_path_factory, cifar):
         (["--model_dir={model_dir}", "--model=resnet20"], "got --model_dir and --model"),
         (["--model=resnet21", "--weights=imagenet"], "--model=resnet21 .*is unknown; allowed: resnet18"),
         (["--model=resnet20"], "--model=resnet20 needs --weights"),
-        (["--model=resnet20", "--weights=cifar10"], "--weights=cifar10: weights='cifar10'"),
+        (["--model=resnet56", "--weights=cifar10"], "--weights=cifar10: weights='cifar10' does not exist"),
         (["--model=resnet20", "--weights={folder}/none.h5"], "neither None, a pretrained name"),
         (["--model=resnet20", "--weights={weights}"], "needs --preprocessing"),
         (["--model_dir={model_dir}", "--weights=imagenet"], "--weights='imagenet' only applies"),

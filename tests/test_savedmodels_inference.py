@@ -11,6 +11,7 @@ from absl import flags
 from data_fixtures import cifar_arrays, cifar_tree  # noqa: F401
 
 import keras_resnet
+from keras_resnet import cifar_utils
 from keras_resnet import model_dir as model_dir_lib
 from keras_resnet.preprocessing import EvalPreprocessing
 from savedmodels import export, sources
@@ -40,7 +41,7 @@ def model_dir(cifar_arrays, tmp_path_factory):  # noqa: F811
     os.makedirs(folder)
     model.save(os.path.join(folder, model_dir_lib.MODEL_FILE))
     preprocessing.save(os.path.join(folder, model_dir_lib.PREPROCESSING_FILE))
-    model_dir_lib.write_labels(folder, list(sources.CIFAR10_CLASS_NAMES))
+    model_dir_lib.write_labels(folder, list(cifar_utils.CLASS_NAMES))
     return folder
 
 

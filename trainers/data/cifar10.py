@@ -9,14 +9,14 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from keras_resnet import cifar_utils
 from keras_resnet.preprocessing import EvalPreprocessing, cifar_train_augment_batch, decode_image
 from trainers.data import image_tree
 from trainers.data.pipeline import (
     AUTOTUNE, Dataset, InputOptions, finish, map_encoded, per_replica_batch, shard, with_options,
 )
 
-CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer",
-               "dog", "frog", "horse", "ship", "truck"]
+CLASS_NAMES = list(cifar_utils.CLASS_NAMES)
 IMAGE_SHAPE = (32, 32, 3)
 VALIDATION_SIZE = 5000  # the paper's 45k/5k split (section 4.2)
 LOCAL_FORMS = (
