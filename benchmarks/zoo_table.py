@@ -1,4 +1,5 @@
-"""Prints the README's zoo table: our parameters and multiply-adds beside the paper's.
+"""Prints the README's zoo table: our parameters, multiply-adds and shipped
+CIFAR-10 test error beside the paper's.
 
     python benchmarks/zoo_table.py
 
@@ -12,6 +13,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras_resnet as kr  # noqa: E402
+from keras_resnet import weights as weights_lib  # noqa: E402
 
 # Table 1: multiply-adds ("FLOPs") of one 224x224 image, in billions. The
 # plain nets have the same figures (section 3.3: "the same number of ... FLOPs").
@@ -34,14 +36,38 @@ PAPER_CIFAR_MPARAMS = {
     "resnet1202": 19.4,
 }
 
+# Table 6: CIFAR-10 test error (%) of the ResNets (ResNet-110: best of 5 runs).
+PAPER_CIFAR_ERROR = {
+    "resnet20": 8.75,
+    "resnet32": 7.51,
+    "resnet44": 7.17,
+    "resnet56": 6.97,
+    "resnet110": 6.43,
+    "resnet1202": 7.93,
+}
+
 HEADER = (
-    "| Model | Input | Shortcut | Params | Params (paper) | Multiply-adds | FLOPs (paper) |\n"
-    "|---|---|---|---:|---:|---:|---:|"
+    "| Model | Input | Shortcut | Params | Params (paper) | Multiply-adds | FLOPs (paper) "
+    "| Pretrained | Test error (paper) |\n"
+    "|---|---|---|---:|---:|---:|---:|---|---:|"
 )
 
 
 def _paper(figure, unit):
     return "—" if figure is None else f"{figure:g} {unit}"
+
+
+def pretrained(name):
+    """What weights= offers, with the shipped CIFAR-10 weights' test error."""
+    cells = []
+    for weights in weights_lib.available(name):
+        results = weights_lib.cifar10_results(name) if weights == "cifar10" else None
+        if weights == "imagenet":
+            cells.append("imagenet (keras.applications' file)")
+        elif results:
+            error = 100 * (1 - results["eval_accuracy"])
+            cells.append(f"cifar10: {error:.2f}% test error")
+    return ", ".join(cells) or "—"
 
 
 def row(name):
@@ -60,6 +86,8 @@ def row(name):
         _paper(PAPER_CIFAR_MPARAMS.get(name), "M"),
         ours_flops,
         _paper(PAPER_GFLOPS.get(name), "G"),
+        pretrained(name),
+        _paper(PAPER_CIFAR_ERROR.get(name), "%"),
     ]) + " |"
 
 

@@ -4,6 +4,7 @@ A weights file is checked against the architecture before it is trusted: a
 mismatch is a ValueError that names the file, never a half-loaded model.
 """
 
+import json
 import os
 
 import keras
@@ -79,6 +80,19 @@ def _download_imagenet(zoo_name, include_top):
             f"fetch that file on a machine with internet access, copy it to "
             f"~/.keras/models/{fname}, or pass its path as weights='<path>'."
         ) from error
+
+
+def cifar10_results_file(zoo_name):
+    """Where the shipped CIFAR-10 weights' results.json (test accuracy) lives."""
+    return os.path.join(SHIPPED_DIR, CIFAR10_FILES[zoo_name].replace(".weights.h5", ".results.json"))
+
+
+def cifar10_results(zoo_name):
+    """The results.json of the run behind the shipped CIFAR-10 weights, or None."""
+    if zoo_name not in CIFAR10_FILES or not os.path.exists(cifar10_results_file(zoo_name)):
+        return None
+    with open(cifar10_results_file(zoo_name), encoding="utf-8") as f:
+        return json.load(f)
 
 
 def pretrained_file(zoo_name, weights, include_top):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import keras_resnet
+from benchmarks import zoo_table
 from keras_resnet import cifar_utils
 from keras_resnet import model_dir as model_dir_lib
 from keras_resnet import weights as weights_lib
@@ -58,6 +59,12 @@ def test_published_weights_are_the_trained_ones_in_float32(published, photo):
     np.testing.assert_allclose(inputs, x - mean, atol=1e-3)
     np.testing.assert_allclose(model.predict(inputs, verbose=0),
                                trained.predict(inputs, verbose=0), atol=0.05)
+
+
+def test_the_zoo_table_quotes_the_published_test_error(published):
+    assert weights_lib.cifar10_results("resnet20")["eval_accuracy"] == 0.5
+    assert zoo_table.pretrained("resnet20") == "cifar10: 50.00% test error"
+    assert zoo_table.pretrained("resnet56") == "—"  # no shipped weights
 
 
 def test_export_of_the_shipped_weights_needs_no_preprocessing_flag(published):

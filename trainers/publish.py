@@ -3,7 +3,8 @@
     python -m trainers.publish --model_dir=/work/runs/resnet20_paper
 
 Writes keras_resnet/pretrained/<model>_cifar10.weights.h5 (float32, whatever
-precision trained it) and the run's mean image, which
+precision trained it), the run's results.json (the README's zoo table quotes
+its test accuracy) and the run's mean image, which
 `keras_resnet.cifar_utils.preprocess_input` subtracts. The copy is checked
 against the fingerprint of the weights that the run evaluated.
 """
@@ -54,6 +55,11 @@ def _finished_run(model_dir):
     return results, final
 
 
+def _dump(value, path):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=2)
+
+
 def publish(model_dir, output_dir):
     """Writes the weights and mean image; returns the weights file's path."""
     results, final = _finished_run(model_dir)
@@ -70,6 +76,9 @@ def publish(model_dir, output_dir):
     model_dir_lib.atomic_write(path, shipped.save_weights)
     model_dir_lib.atomic_write(os.path.join(output_dir, cifar_utils.PREPROCESSING_FILE),
                                preprocessing.save)
+    results_file = os.path.join(
+        output_dir, os.path.basename(weights_lib.cifar10_results_file(results["model"])))
+    model_dir_lib.atomic_write(results_file, lambda tmp: _dump(results, tmp))
     return path, results
 
 
