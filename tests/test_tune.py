@@ -15,13 +15,13 @@ import time
 
 import pytest
 from absl import app, flags
+from conftest import SHARED_CIFAR10
 
 from keras_resnet import model_dir as model_dir_lib
 from trainers import tune
 
 FLAGS = flags.FLAGS
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_CIFAR10 = os.path.join(ROOT, "..", "shared", "datasets", "cifar10-jpeg.tar.gz")
 # validation_split holds a fixed 5,000 training images out: 510 per class
 # leave 100 to train on.
 TRAIN_PER_CLASS = 510
@@ -35,8 +35,6 @@ def slices(tmp_path_factory):
     its own layout. "with_test" adds 5 real test images per class;
     "corrupt_test" has one undecodable file per test class instead, so a run
     that reads the test split fails."""
-    if not os.path.exists(SHARED_CIFAR10):
-        pytest.skip(f"{SHARED_CIFAR10} is missing")
     folder = tmp_path_factory.mktemp("cifar")
     paths = {"with_test": str(folder / "with_test.tar"),
              "corrupt_test": str(folder / "corrupt_test.tar")}
