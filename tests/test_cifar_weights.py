@@ -14,7 +14,9 @@ from keras_resnet import model_dir as model_dir_lib
 from keras_resnet import weights as weights_lib
 from keras_resnet.preprocessing import EvalPreprocessing
 from trainers.loop import weights_fingerprint
+from conftest import SHARED_CIFAR10
 from savedmodels import sources
+from trainers.data import cifar10
 from trainers.publish import publish
 
 
@@ -119,3 +121,26 @@ def test_publish_refuses_what_is_not_a_finished_cifar_run(tmp_path, photo):
     with pytest.raises(ValueError, match="trained resnet32 on cifar10; .* exist for: resnet20"):
         publish(str(tmp_path), str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
+
+
+def test_shipped_resnet20_reproduces_its_test_accuracy():
+    """weights="cifar10" + cifar_utils.preprocess_input, on all 10,000 test
+    images of the shared copy, give the accuracy the zoo table quotes (the
+    run evaluated in mixed_bfloat16; this is float32)."""
+
+    results = weights_lib.cifar10_results("resnet20")
+    images, labels = cifar10.load_arrays(SHARED_CIFAR10, "test")
+    model = keras_resnet.ResNet20(weights="cifar10")
+    scores = model.predict(cifar_utils.preprocess_input(images), batch_size=500, verbose=0)
+    accuracy = float(np.mean(scores.argmax(axis=1) == labels))
+    assert results["eval_examples"] == len(labels) == 10_000
+    assert abs(accuracy - results["eval_accuracy"]) <= 0.003
+
+
+def test_shipped_resnet20_loads_headless_and_exports():
+    features = keras_resnet.ResNet20(weights="cifar10", include_top=False, pooling="avg")
+    full = keras_resnet.ResNet20(weights="cifar10")
+    np.testing.assert_array_equal(features.get_layer("conv4_block3_2_conv").get_weights()[0],
+                                  full.get_layer("conv4_block3_2_conv").get_weights()[0])
+    source = sources.load_source(model="resnet20", weights="cifar10")
+    np.testing.assert_allclose(source.preprocessing.mean_image, cifar_utils.mean_image())
