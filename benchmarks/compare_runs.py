@@ -22,21 +22,23 @@ sys.path.insert(0, ROOT)
 from trainers import callbacks as cb  # noqa: E402
 from trainers import curves  # noqa: E402
 
-COPIED = (cb.METRICS_FILE, "results.json", "run_config.json", "training_curves.png")
+from trainers.loop import CURVES_FILE, RESULTS_FILE, RUN_CONFIG_FILE  # noqa: E402
+
+COPIED = (cb.METRICS_FILE, RESULTS_FILE, RUN_CONFIG_FILE, CURVES_FILE)
 
 
 def parse_run(text):
     label, sep, model_dir = text.partition("=")
-    if not sep or not label or not os.path.isfile(os.path.join(model_dir, "results.json")):
+    if not sep or not label or not os.path.isfile(os.path.join(model_dir, RESULTS_FILE)):
         raise argparse.ArgumentTypeError(
             f"{text!r}: expected label=model_dir of a finished run (with results.json)")
     return label, model_dir
 
 
 def summary(model_dir):
-    with open(os.path.join(model_dir, "results.json"), encoding="utf-8") as f:
+    with open(os.path.join(model_dir, RESULTS_FILE), encoding="utf-8") as f:
         results = json.load(f)
-    with open(os.path.join(model_dir, "run_config.json"), encoding="utf-8") as f:
+    with open(os.path.join(model_dir, RUN_CONFIG_FILE), encoding="utf-8") as f:
         config = json.load(f)
     records = cb.read_metrics(os.path.join(model_dir, cb.METRICS_FILE))
     return dict(

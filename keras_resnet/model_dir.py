@@ -10,6 +10,7 @@ Every file is written beside its final name and renamed into place, so a
 reader never sees half a file, even after kill -9.
 """
 
+import json
 import os
 import re
 import tempfile
@@ -39,6 +40,16 @@ def atomic_write(path, write):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def write_json(path, value):
+    """`value` as indented JSON at `path`, written aside and renamed into place."""
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(value, f, indent=2)
+            f.write("\n")
+
+    atomic_write(path, write)
 
 
 def _umask():

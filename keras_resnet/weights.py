@@ -82,16 +82,19 @@ def _download_imagenet(zoo_name, include_top):
         ) from error
 
 
-def cifar10_results_file(zoo_name):
-    """Where the shipped CIFAR-10 weights' results.json (test accuracy) lives."""
-    return os.path.join(SHIPPED_DIR, CIFAR10_FILES[zoo_name].replace(".weights.h5", ".results.json"))
+def cifar10_results_file(zoo_name, folder=None):
+    """Where the CIFAR-10 weights' results.json (test accuracy) lives in
+    `folder` (default: the package's shipped files)."""
+    name = CIFAR10_FILES[zoo_name].replace(".weights.h5", ".results.json")
+    return os.path.join(folder or SHIPPED_DIR, name)
 
 
 def cifar10_results(zoo_name):
     """The results.json of the run behind the shipped CIFAR-10 weights, or None."""
-    if zoo_name not in CIFAR10_FILES or not os.path.exists(cifar10_results_file(zoo_name)):
+    path = cifar10_results_file(zoo_name) if zoo_name in CIFAR10_FILES else None
+    if path is None or not os.path.exists(path):
         return None
-    with open(cifar10_results_file(zoo_name), encoding="utf-8") as f:
+    with open(path, encoding="utf-8") as f:
         return json.load(f)
 
 

@@ -215,12 +215,7 @@ def check_model_dir(run, chief):
             )
     elif chief:
         os.makedirs(run.model_dir, exist_ok=True)
-        model_dir_lib.atomic_write(path, lambda tmp: _dump_json(config, tmp))
-
-
-def _dump_json(value, path):
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(value, f, indent=2)
+        model_dir_lib.write_json(path, config)
 
 
 def train(run, strategy, chief=True, dataset=None):
@@ -325,5 +320,4 @@ def _write_outputs(run, model, dataset, result):
         from savedmodels.export import export_model_dir
 
         result["export"] = export_model_dir(run.model_dir, run.export_dir)
-    model_dir_lib.atomic_write(os.path.join(run.model_dir, RESULTS_FILE),
-                               lambda tmp: _dump_json(result, tmp))
+    model_dir_lib.write_json(os.path.join(run.model_dir, RESULTS_FILE), result)

@@ -20,7 +20,7 @@ from keras_resnet import cifar_utils
 from keras_resnet import model_dir as model_dir_lib
 from keras_resnet import weights as weights_lib
 from keras_resnet.preprocessing import EvalPreprocessing
-from trainers.loop import weights_fingerprint
+from trainers.loop import RESULTS_FILE, weights_fingerprint
 
 FLAGS = flags.FLAGS
 
@@ -33,7 +33,7 @@ def define_flags():
 
 
 def _finished_run(model_dir):
-    path = os.path.join(model_dir, "results.json")
+    path = os.path.join(model_dir, RESULTS_FILE)
     final = os.path.join(model_dir, model_dir_lib.MODEL_FILE)
     if not (os.path.exists(path) and os.path.exists(final)):
         raise ValueError(
@@ -55,13 +55,9 @@ def _finished_run(model_dir):
     return results, final
 
 
-def _dump(value, path):
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(value, f, indent=2)
-
-
 def publish(model_dir, output_dir):
-    """Writes the weights and mean image; returns the weights file's path."""
+    """Writes the weights, results and mean image; returns the weights
+    file's path and the run's results."""
     results, final = _finished_run(model_dir)
     preprocessing = EvalPreprocessing.load(
         os.path.join(model_dir, model_dir_lib.PREPROCESSING_FILE))
@@ -76,9 +72,8 @@ def publish(model_dir, output_dir):
     model_dir_lib.atomic_write(path, shipped.save_weights)
     model_dir_lib.atomic_write(os.path.join(output_dir, cifar_utils.PREPROCESSING_FILE),
                                preprocessing.save)
-    results_file = os.path.join(
-        output_dir, os.path.basename(weights_lib.cifar10_results_file(results["model"])))
-    model_dir_lib.atomic_write(results_file, lambda tmp: _dump(results, tmp))
+    model_dir_lib.write_json(weights_lib.cifar10_results_file(results["model"], output_dir),
+                             results)
     return path, results
 
 

@@ -193,16 +193,7 @@ def check_search_config(tune_dir, config, chief):
                 f"--tune_dir={tune_dir} holds another search ({detail}). Rerun with "
                 "its flags to resume it, or use a new --tune_dir.")
     elif chief:
-        _write_json(path, config)
-
-
-def _write_json(path, value):
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(value, f, indent=2)
-            f.write("\n")
-
-    model_dir_lib.atomic_write(path, write)
+        model_dir_lib.write_json(path, config)
 
 
 def _write_text(path, text):
@@ -296,7 +287,7 @@ class TrainerTuner(keras_tuner.engine.base_tuner.BaseTuner):
             "val_loss": sum(r["eval_loss"] for r in results) / len(results),
         }
         if self.chief:
-            _write_json(os.path.join(self.tune_dir, TRIALS_DIR, str(trial.trial_id), TRIAL_FILE), {
+            model_dir_lib.write_json(os.path.join(self.tune_dir, TRIALS_DIR, str(trial.trial_id), TRIAL_FILE), {
                 "trial": trial.trial_id,
                 "hyperparameters": values,
                 **metrics,
@@ -426,7 +417,7 @@ def write_results(oracle, space, tune_dir, base_run):
         }
         if "tuner/epochs" in trial.hyperparameters.values:
             record["epochs"] = trial.hyperparameters.values["tuner/epochs"]
-        _write_json(os.path.join(tune_dir, BEST_FILE), record)
+        model_dir_lib.write_json(os.path.join(tune_dir, BEST_FILE), record)
     return rows
 
 
