@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from keras_resnet import model_dir as model_dir_lib
 from trainers import schedules
-from trainers.loop import Run, check_model_dir, train
+from trainers.loop import Run, check_model_dir, train, weights_fingerprint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--model=resnet20", "--batch_size=16", "--steps_per_epoch=3", "--log_steps=1"]
@@ -143,6 +143,24 @@ def test_mixed_precision_on_one_device(cifar_slice, tmp_path, policy):
     assert loss_scaled == (policy == "mixed_float16")
 
 
+def test_ema_decay_ends_the_run_with_the_averaged_weights(cifar_slice, tmp_path):
+    run = Run(model="resnet20", model_dir=str(tmp_path / "ema"), data_dir=cifar_slice,
+              batch_size=16, train_steps=4, steps_per_epoch=2, ema_decay=0.5, verbose=0)
+    result = train(run, tf.distribute.OneDeviceStrategy("/cpu:0"))
+    checkpoint = keras.models.load_model(model_dir_lib.latest_checkpoint(run.model_dir)[1])
+    averages = [v.numpy() for v in checkpoint.optimizer._model_variables_moving_average]
+    raw = [v.numpy() for v in checkpoint.trainable_weights]
+    final_model = model_dir_lib.load_trained_model(run.model_dir)
+    final = [v.numpy() for v in final_model.trainable_weights]
+    assert not all(np.allclose(r, a) for r, a in zip(raw, averages))
+    for f, a in zip(final, averages):
+        np.testing.assert_allclose(f, a, rtol=1e-6)
+    # results.json describes (and evaluated) the averaged net.
+    assert result["weights_sha256"] == weights_fingerprint(final_model)
+    with pytest.raises(ValueError, match=r"--ema_decay=0.0 \(was 0.5\)"):
+        check_model_dir(Run(model="resnet20", model_dir=run.model_dir), chief=True)
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(cifar_slice, tmp_path):
     model_dir = str(tmp_path / "run")
     proc = trainer(*TINY, f"--data_dir={cifar_slice}", f"--model_dir={model_dir}",
@@ -161,7 +179,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(cifar_slice, tmp_path
     (["--batch_size=15", "--distribution_strategy=mirrored", "--num_cpu_replicas=2"],
      "--batch_size=15 does not divide by the 2 replicas"),
     (["--batch_size=0"], "--batch_size=0 must be > 0"),
-    (["--label_smoothing=1.5"], "--label_smoothing=1.5 must be < 1"),
+    (["--label_smoothing=1.5"], "--label_smoothing=1.5 must be in [0, 1)"),
+    (["--ema_decay=-0.1"], "--ema_decay=-0.1 must be in [0, 1)"),
     (["--model=resnet21"], "--model=resnet21: value should be one of"),
     (["--num_cpu_replicas=2"], "--num_cpu_replicas=2 needs --distribution_strategy=mirrored"),
     (["--mixed_precision=float8"], "--mixed_precision=float8: value should be one of"),

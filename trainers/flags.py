@@ -90,6 +90,11 @@ def define_schedule_flags():
     flags.DEFINE_bool("decay_bn_and_bias", False,
                       "Also decay BN gamma/beta and biases (excluded by default).")
     flags.DEFINE_float("label_smoothing", 0.0, "Label smoothing of the cross-entropy.")
+    flags.DEFINE_float("ema_decay", 0.0,
+                       "Keep an exponential moving average of the trainable weights, "
+                       "with this decay per step (e.g. 0.999), and end with it: the final "
+                       "evaluation, model.keras and the export hold the averaged weights "
+                       "(BN statistics stay the raw net's). 0: off.")
 
 
 def define_distribution_flags():

@@ -24,7 +24,9 @@ CURVES_FILE = "training_curves.png"
 RUN_CONFIG_FILE = "run_config.json"
 # Settings that define a run: a model_dir resumes only the run that made it.
 RUN_DEFINING = ("model", "shortcut", "variant", "dataset", "validation_split",
-                "batch_size", "lr_schedule", "use_synthetic_data")
+                "batch_size", "lr_schedule", "use_synthetic_data",
+                # Lives in the checkpointed optimizer: a changed flag would be ignored.
+                "ema_decay")
 
 
 @dataclasses.dataclass
@@ -55,6 +57,7 @@ class Run:
     weight_decay: float = 1e-4
     decay_bn_and_bias: bool = False
     label_smoothing: float = 0.0
+    ema_decay: float = 0.0
     jit_compile: bool = False
     steps_per_execution: int = 16
     seed: int = None
@@ -151,7 +154,10 @@ def build_model(run, dataset, total_steps, steps_per_epoch, steps_per_execution)
             boundary_epochs=run.lr_boundaries,
             warmup_epochs=run.warmup_epochs,
         )
-        optimizer = keras.optimizers.SGD(schedule, momentum=run.momentum, nesterov=run.nesterov)
+        optimizer = keras.optimizers.SGD(
+            schedule, momentum=run.momentum, nesterov=run.nesterov,
+            use_ema=run.ema_decay > 0, ema_momentum=run.ema_decay or 0.99,
+        )
     # Regularizers live on variables and are not saved: attach them each time.
     keras_resnet.apply_weight_decay(model, run.weight_decay, run.decay_bn_and_bias)
     _compile(model, run, optimizer, steps_per_execution)
@@ -283,6 +289,9 @@ def train(run, strategy, chief=True, dataset=None):
             callbacks=callbacks,
             verbose=verbose,
         )
+    # The averaged weights replace the raw ones (a no-op without --ema_decay);
+    # fit did so already unless this rerun found the schedule finished.
+    model.optimizer.finalize_variable_values(model.trainable_weights)
     result = {
         "model": run.model,
         "dataset": dataset.name,
@@ -296,7 +305,7 @@ def train(run, strategy, chief=True, dataset=None):
         result["last_checkpoint"] = latest[1] if latest else None
         return result
     if eval_data is not None:
-        if last_validation.epoch == epochs - 1:  # the final epoch validated already
+        if last_validation.epoch == epochs - 1 and not run.ema_decay:  # validated already
             loss, accuracy = (last_validation.logs[k] for k in ("val_loss", "val_accuracy"))
         else:
             loss, accuracy = model.evaluate(eval_data, verbose=0)

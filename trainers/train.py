@@ -28,11 +28,12 @@ def check_flags():
     for name, value in positive.items():
         if value <= 0:
             raise app.UsageError(f"--{name}={value} must be > 0")
-    for name in ("weight_decay", "label_smoothing", "warmup_epochs", "num_cpu_replicas"):
+    for name in ("weight_decay", "warmup_epochs", "num_cpu_replicas"):
         if getattr(FLAGS, name) < 0:
             raise app.UsageError(f"--{name}={getattr(FLAGS, name)} must be >= 0")
-    if FLAGS.label_smoothing >= 1:
-        raise app.UsageError(f"--label_smoothing={FLAGS.label_smoothing} must be < 1")
+    for name in ("label_smoothing", "ema_decay"):
+        if not 0 <= getattr(FLAGS, name) < 1:
+            raise app.UsageError(f"--{name}={getattr(FLAGS, name)} must be in [0, 1)")
     if FLAGS.profile_steps and len(FLAGS.profile_steps) != 2:
         raise app.UsageError(f"--profile_steps={FLAGS.profile_steps} must be 'first,last'")
 
