@@ -13,6 +13,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
+from keras_resnet import model_dir
 from trainers.data.pipeline import AUTOTUNE, shard
 from trainers.data.streaming import Source
 
@@ -98,8 +99,8 @@ def eval_split(data_dir):
 
 
 def write_metadata(out_dir, metadata):
-    with open(os.path.join(out_dir, METADATA_FILE), "w", encoding="utf-8") as f:
-        json.dump(metadata, f, indent=2)
+    """Atomically: a reader never sees half the counts that check the shards."""
+    model_dir.write_json(os.path.join(out_dir, METADATA_FILE), metadata)
 
 
 def read_metadata(data_dir):
