@@ -35,8 +35,9 @@ from PIL import Image  # noqa: E402
 
 import keras  # noqa: E402
 import keras_resnet  # noqa: E402
+from keras_resnet import model_dir  # noqa: E402
 from keras_resnet.cifar_utils import CLASS_NAMES  # noqa: E402
-from benchmarks.recipe_report import plot  # noqa: E402
+from benchmarks.recipe_report import plot, read_jsonl  # noqa: E402
 
 PAD = 4
 EVAL_BATCH = 1000
@@ -249,11 +250,9 @@ def main():
             summaries.append(train(recipe, data, log, deadline, args.chunk))
     summary = {"device": jax.devices()[0].device_kind, "precision": args.precision,
                "keras_backend": "jax", "jax": jax.__version__, "runs": summaries}
-    with open(os.path.join(args.out, "summary.json"), "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=1)
-    with open(os.path.join(args.out, "runs.jsonl"), encoding="utf-8") as f:
-        plot([json.loads(line) for line in f], os.path.join(args.out, "curves.png"),
-             "CIFAR-10 JPEG copy, JAX backend (dashed: train, dotted: EMA)")
+    model_dir.write_json(os.path.join(args.out, "summary.json"), summary)
+    plot(read_jsonl(os.path.join(args.out, "runs.jsonl")), os.path.join(args.out, "curves.png"),
+         "CIFAR-10 JPEG copy, JAX backend (dashed: train, dotted: EMA)")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from keras_resnet import model_dir
+from keras_resnet import model_dir as model_dir_lib
 from trainers.data.pipeline import AUTOTUNE, shard
 from trainers.data.streaming import Source
 
@@ -100,7 +100,7 @@ def eval_split(data_dir):
 
 def write_metadata(out_dir, metadata):
     """Atomically: a reader never sees half the counts that check the shards."""
-    model_dir.write_json(os.path.join(out_dir, METADATA_FILE), metadata)
+    model_dir_lib.write_json(os.path.join(out_dir, METADATA_FILE), metadata)
 
 
 def read_metadata(data_dir):
