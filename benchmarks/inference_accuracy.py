@@ -18,9 +18,10 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, "benchmarks", "results")
-SHARED_CIFAR10 = os.path.join(ROOT, "..", "shared", "datasets", "cifar10-jpeg.tar.gz")
 sys.path.insert(0, ROOT)
+
+from benchmarks.common import RESULTS, SHARED_CIFAR10  # noqa: E402
+
 MAX_TOP1_DROP = 0.001  # the bar: within 0.1% of the float32 top-1
 
 

@@ -18,7 +18,6 @@ writes benchmarks/results/input_pipeline.md (table) and .png (bar chart).
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import time
 
@@ -28,8 +27,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_CIFAR10 = os.path.join(ROOT, "..", "shared", "datasets", "cifar10-jpeg.tar.gz")
-RESULTS = os.path.join(ROOT, "benchmarks", "results")
+sys.path.insert(0, ROOT)
+
+from benchmarks.common import RESULTS, SHARED_CIFAR10, machine_load  # noqa: E402
+
 # Real colour photos of skimage.data at 300 px or more.
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry",
           "hubble_deep_field", "stereo_motorcycle", "retina")
@@ -219,13 +220,6 @@ def resnet50_rate(dataset, steps, batch=32):
             steps * batch / (time.process_time() - cpu))
 
 
-def machine_load():
-    load = os.getloadavg()
-    top = subprocess.run(["ps", "-eo", "pcpu,args", "--sort=-pcpu"], capture_output=True,
-                         text=True).stdout.splitlines()[1:5]
-    return load, [line.strip()[:110] for line in top]
-
-
 def _number(value):
     return f"{value:,.0f}" if value >= 100 else f"{value:.2f}"
 
@@ -278,7 +272,6 @@ def main():
                         help="Timed rounds (CIFAR: an epoch each); medians are reported.")
     parser.add_argument("--resnet50_steps", type=int, default=3)
     args = parser.parse_args()
-    sys.path.insert(0, ROOT)
     command = "nice -n 10 python " + " ".join(["benchmarks/input_pipeline.py", *sys.argv[1:]])
     start = time.perf_counter()
     load_before, top = machine_load()

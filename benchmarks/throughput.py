@@ -35,8 +35,10 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, "benchmarks", "results")
 sys.path.insert(0, ROOT)
+
+from benchmarks.common import RESULTS, machine_load  # noqa: E402
+
 GOALS = [  # (model, phase, variant compared with the baseline, ratio)
     ("resnet50", "train", "trainer, mixed_bfloat16", 2.0),
     ("resnet50", "infer", "fold_bn_bf16", 3.0),
@@ -97,12 +99,6 @@ def peaks(cpu):
         bf16_cycle = fp32_cycle
         notes.append("bfloat16: no bf16 instructions; same as float32")
     return {"float32": base * fp32_cycle, "bfloat16": base * bf16_cycle}, notes
-
-
-def machine_load():
-    top = subprocess.run(["ps", "-eo", "pcpu,args", "--sort=-pcpu"], capture_output=True,
-                         text=True).stdout.splitlines()[1:5]
-    return os.getloadavg(), [line.strip()[:100] for line in top]
 
 
 # --- workers (one process per model) ---------------------------------------------
