@@ -12,7 +12,6 @@ import dataclasses
 import keras
 from keras import layers
 
-from keras_resnet.arguments import check_choice
 from keras_resnet.layers import ZeroPadShortcut
 
 SHORTCUTS = ("A", "B", "C")

@@ -40,12 +40,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
             return None
         if self.epsilon < 1.001e-5:  # the fused kernel's smallest epsilon
             return None
-        axis = self.axis if isinstance(self.axis, int) else tuple(self.axis)
-        if isinstance(axis, tuple):
-            if len(axis) != 1:
-                return None
-            axis = axis[0]
-        return {3: "NHWC", 1: "NCHW"}.get(axis % 4)
+        return {3: "NHWC", 1: "NCHW"}.get(self.axis % 4)  # Keras 3 keeps one int axis
 
     def call(self, inputs, training=None, mask=None):
         data_format = self._fused_format(inputs, mask)

@@ -40,12 +40,7 @@ FLOAT32_LAYERS = (
 def _same_channel_axis(conv, bn, rank):
     """Whether bn normalizes the axis that holds conv's output channels."""
     channels = rank - 1 if conv.data_format == "channels_last" else 1
-    axis = bn.axis if isinstance(bn.axis, int) else tuple(bn.axis)
-    if isinstance(axis, tuple):
-        if len(axis) != 1:
-            return False
-        axis = axis[0]
-    return axis % rank == channels
+    return bn.axis % rank == channels  # Keras 3 keeps one int axis
 
 
 def foldable_pairs(model):

@@ -124,3 +124,13 @@ def test_bad_mode_and_model():
                                    keras.layers.BatchNormalization()])
     with pytest.raises(ValueError, match="functional"):
         inference.fold_batch_norm(sequential)
+
+
+
+@pytest.mark.parametrize("axis, folds", [(-1, True), (3, True), (1, False), (2, False)])
+def test_only_a_bn_over_the_conv_channels_folds(axis, folds):
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(axis=axis, name="bn")(x)
+    model = keras.Model(inputs, keras.layers.Flatten()(x))
+    assert inference.foldable_pairs(model) == ({"conv": "bn"} if folds else {})
