@@ -126,7 +126,6 @@ def test_bad_mode_and_model():
         inference.fold_batch_norm(sequential)
 
 
-
 @pytest.mark.parametrize("axis, folds", [(-1, True), (3, True), (1, False), (2, False)])
 def test_only_a_bn_over_the_conv_channels_folds(axis, folds):
     inputs = keras.Input((8, 8, 3))
