@@ -3,12 +3,14 @@
 import keras
 
 
-def apply_weight_decay(model, weight_decay, include_bn_and_bias=False):
-    """Adds L2 decay to `model`'s kernels (and BN and biases if asked).
+def apply_weight_decay(model, weight_decay, include_bn_and_bias=True):
+    """Adds L2 decay to every trainable variable of `model`, or to its
+    kernels only with include_bn_and_bias=False.
 
     The penalty is weight_decay / 2 * sum(w**2), so SGD's update holds
-    weight_decay * w: the "weight decay" of the paper and Caffe. Returns the
-    number of decayed variables.
+    weight_decay * w: the "weight decay" of the paper, which Caffe and
+    fb.resnet.torch apply to every parameter, BN's gamma and beta and the
+    classifier's bias included. Returns the number of decayed variables.
     """
     if weight_decay < 0:
         raise ValueError(f"weight_decay={weight_decay} must be >= 0")

@@ -387,17 +387,18 @@ def test_preprocess_input_is_keras_applications(photo, data_format):
 
 
 def test_apply_weight_decay():
+    # The paper's (Caffe's) weight decay covers every parameter by default.
+    everything = kr.ResNet20()
+    assert len(everything.trainable_weights) == 59
+    assert kr.apply_weight_decay(everything, 1e-4) == 59 == len(everything.losses)
+    penalty = sum(1e-4 / 2 * np.sum(np.square(w.numpy())) for w in everything.trainable_weights)
+    assert float(sum(everything.losses)) == pytest.approx(penalty, rel=1e-5)
+
     model = kr.ResNet20()
     kernels = [w for w in model.trainable_weights if w.path.endswith("kernel")]
     assert len(kernels) == 19 + 1  # 19 convolutions (option A has none more), 1 dense
-    assert kr.apply_weight_decay(model, 1e-4) == len(kernels)
+    assert kr.apply_weight_decay(model, 1e-4, include_bn_and_bias=False) == len(kernels)
     assert len(model.losses) == len(kernels)
-    penalty = sum(1e-4 / 2 * np.sum(np.square(w.numpy())) for w in kernels)
-    assert float(sum(model.losses)) == pytest.approx(penalty, rel=1e-5)
-
-    everything = kr.ResNet20()
-    n = kr.apply_weight_decay(everything, 1e-4, include_bn_and_bias=True)
-    assert n == len(everything.trainable_weights) == len(everything.losses)
     assert kr.apply_weight_decay(kr.ResNet20(), 0) == 0
 
 

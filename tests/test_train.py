@@ -15,7 +15,8 @@ import pytest
 import tensorflow as tf
 
 from keras_resnet import model_dir as model_dir_lib
-from trainers import schedules
+from trainers import callbacks as cb
+from trainers import optimizers, schedules
 from trainers.loop import Run, check_model_dir, train, weights_fingerprint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -143,22 +144,35 @@ def test_mixed_precision_on_one_device(cifar_slice, tmp_path, policy):
     assert loss_scaled == (policy == "mixed_float16")
 
 
-def test_ema_decay_ends_the_run_with_the_averaged_weights(cifar_slice, tmp_path):
+def test_ema_decay_ends_the_run_with_the_averaged_net(cifar_slice, tmp_path):
     run = Run(model="resnet20", model_dir=str(tmp_path / "ema"), data_dir=cifar_slice,
-              batch_size=16, train_steps=4, steps_per_epoch=2, ema_decay=0.5, verbose=0)
+              batch_size=16, train_steps=6, steps_per_epoch=3, ema_decay=0.5,
+              lr_schedule="cosine", verbose=0)
     result = train(run, tf.distribute.OneDeviceStrategy("/cpu:0"))
     checkpoint = keras.models.load_model(model_dir_lib.latest_checkpoint(run.model_dir)[1])
+    optimizers.prepare(checkpoint)  # hands the restored averages of BN's statistics back
+    averaged = checkpoint.trainable_weights + optimizers.averaged_statistics(checkpoint)
+    assert len(averaged) == len(checkpoint.weights) == 59 + 38
     averages = [v.numpy() for v in checkpoint.optimizer._model_variables_moving_average]
-    raw = [v.numpy() for v in checkpoint.trainable_weights]
+    raw = [v.numpy() for v in averaged]
     final_model = model_dir_lib.load_trained_model(run.model_dir)
-    final = [v.numpy() for v in final_model.trainable_weights]
-    assert not all(np.allclose(r, a) for r, a in zip(raw, averages))
+    final = [v.numpy() for v in final_model.trainable_weights
+             + optimizers.averaged_statistics(final_model)]
+    # Kernels and BN statistics alike are the averaged net's, not the raw one's.
+    assert not all(np.allclose(r, a) for r, a in zip(raw[:59], averages[:59]))
+    assert not all(np.allclose(r, a) for r, a in zip(raw[59:], averages[59:]))
     for f, a in zip(final, averages):
         np.testing.assert_allclose(f, a, rtol=1e-6)
     # results.json describes (and evaluated) the averaged net.
     assert result["weights_sha256"] == weights_fingerprint(final_model)
     with pytest.raises(ValueError, match=r"--ema_decay=0.0 \(was 0.5\)"):
         check_model_dir(Run(model="resnet20", model_dir=run.model_dir), chief=True)
+    # metrics.jsonl records the rate of the epoch's last update: a cosine
+    # schedule's last update is not at rate 0.
+    records = cb.read_metrics(os.path.join(run.model_dir, cb.METRICS_FILE))
+    schedule = checkpoint.optimizer._learning_rate
+    assert [r["learning_rate"] for r in records] == pytest.approx([_lr(schedule, 2), _lr(schedule, 5)])
+    assert records[-1]["learning_rate"] > 0
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(cifar_slice, tmp_path):
@@ -221,19 +235,21 @@ def _lr(schedule, step):
 def test_paper_cifar_schedule():
     s = schedules.build("paper", base_lr=0.1, total_steps=64_000, steps_per_epoch=400,
                         batch_size=128, cifar=True, depth=20)
-    assert [_lr(s, t) for t in (0, 31_999, 32_001, 47_999, 48_001)] == pytest.approx(
+    # Updates 0..31,999 run at 0.1: exactly the paper's 32k iterations.
+    assert [_lr(s, t) for t in (0, 31_999, 32_000, 47_999, 48_000)] == pytest.approx(
         [0.1, 0.1, 0.01, 0.01, 0.001])
     assert schedules.default_steps(True, 400, 128) == 64_000
     # Twice the batch: twice the rate, boundaries at the same epochs.
     s = schedules.build("paper", base_lr=0.1, total_steps=32_000, steps_per_epoch=200,
                         batch_size=256, cifar=True, depth=20)
-    assert [_lr(s, t) for t in (0, 16_001)] == pytest.approx([0.2, 0.02])
+    assert [_lr(s, t) for t in (15_999, 16_000)] == pytest.approx([0.2, 0.02])
 
 
 def test_paper_warm_up_for_resnet110():
     s = schedules.build("paper", base_lr=0.1, total_steps=64_000, steps_per_epoch=400,
                         batch_size=128, cifar=True, depth=110)
-    assert [_lr(s, t) for t in (0, 399, 400, 32_001)] == pytest.approx([0.01, 0.01, 0.1, 0.01])
+    assert [_lr(s, t) for t in (0, 399, 400, 31_999, 32_000)] == pytest.approx(
+        [0.01, 0.01, 0.1, 0.1, 0.01])
 
 
 def test_imagenet_schedule_scales_with_batch_and_warms_up_linearly():
@@ -241,7 +257,7 @@ def test_imagenet_schedule_scales_with_batch_and_warms_up_linearly():
                         batch_size=512, cifar=False, depth=50, warmup_epochs=5)
     assert _lr(s, 49) == pytest.approx(0.2)
     assert _lr(s, 0) == pytest.approx(0.2 / 50)
-    assert [_lr(s, t) for t in (299, 301, 601, 901)] == pytest.approx([0.2, 0.02, 0.002, 0.0002])
+    assert [_lr(s, t) for t in (299, 300, 600, 900)] == pytest.approx([0.2, 0.02, 0.002, 0.0002])
     cosine = schedules.build("cosine", base_lr=0.1, total_steps=100, steps_per_epoch=10,
                              batch_size=256, cifar=False, depth=50)
     assert _lr(cosine, 0) == pytest.approx(0.1) and _lr(cosine, 100) == pytest.approx(0.0)

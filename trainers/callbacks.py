@@ -17,9 +17,13 @@ METRICS_FILE = "metrics.jsonl"
 
 
 def current_lr(model):
-    optimizer = model.optimizer
-    lr = optimizer.learning_rate
-    return float(keras.ops.convert_to_numpy(lr))
+    """The rate of the last update made (optimizer.learning_rate is the next one's)."""
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+    schedule = optimizer._learning_rate
+    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        step = max(int(optimizer.iterations.numpy()) - 1, 0)
+        return float(keras.ops.convert_to_numpy(schedule(step)))
+    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
 
 
 class Throughput(keras.callbacks.Callback):

@@ -86,15 +86,17 @@ def define_schedule_flags():
                        "paper's 0.01 for the first 400 iterations under --lr_schedule=paper.")
     flags.DEFINE_float("momentum", 0.9, "SGD momentum.")
     flags.DEFINE_bool("nesterov", False, "Nesterov momentum.")
-    flags.DEFINE_float("weight_decay", 1e-4, "L2 weight decay on kernels (paper: 1e-4).")
-    flags.DEFINE_bool("decay_bn_and_bias", False,
-                      "Also decay BN gamma/beta and biases (excluded by default).")
+    flags.DEFINE_float("weight_decay", 1e-4,
+                       "L2 weight decay (paper: 1e-4, on every parameter).")
+    flags.DEFINE_bool("decay_bn_and_bias", True,
+                      "Decay BN gamma/beta and biases too, as the paper (Caffe) does; "
+                      "--nodecay_bn_and_bias decays the kernels only.")
     flags.DEFINE_float("label_smoothing", 0.0, "Label smoothing of the cross-entropy.")
     flags.DEFINE_float("ema_decay", 0.0,
-                       "Keep an exponential moving average of the trainable weights, "
-                       "with this decay per step (e.g. 0.999), and end with it: the final "
-                       "evaluation, model.keras and the export hold the averaged weights "
-                       "(BN statistics stay the raw net's). 0: off.")
+                       "Keep an exponential moving average of the network, weights and "
+                       "BN moving statistics, with this decay per step (e.g. 0.999), and "
+                       "end with it: the final evaluation, model.keras and the export "
+                       "hold the averaged net. 0: off.")
 
 
 def define_distribution_flags():

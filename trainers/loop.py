@@ -15,7 +15,7 @@ from absl import logging
 import keras_resnet
 from keras_resnet import model_dir as model_dir_lib
 from trainers import callbacks as cb
-from trainers import curves, schedules
+from trainers import curves, optimizers, schedules
 from trainers.data import InputOptions, load_dataset
 from trainers.data.streaming import evaluate_ten_crop
 
@@ -55,7 +55,7 @@ class Run:
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 1e-4
-    decay_bn_and_bias: bool = False
+    decay_bn_and_bias: bool = True
     label_smoothing: float = 0.0
     ema_decay: float = 0.0
     jit_compile: bool = False
@@ -154,13 +154,11 @@ def build_model(run, dataset, total_steps, steps_per_epoch, steps_per_execution)
             boundary_epochs=run.lr_boundaries,
             warmup_epochs=run.warmup_epochs,
         )
-        optimizer = keras.optimizers.SGD(
-            schedule, momentum=run.momentum, nesterov=run.nesterov,
-            use_ema=run.ema_decay > 0, ema_momentum=run.ema_decay or 0.99,
-        )
+        optimizer = optimizers.build(schedule, run.momentum, run.nesterov, run.ema_decay)
     # Regularizers live on variables and are not saved: attach them each time.
     keras_resnet.apply_weight_decay(model, run.weight_decay, run.decay_bn_and_bias)
     _compile(model, run, optimizer, steps_per_execution)
+    optimizers.prepare(model)
     return model, step
 
 

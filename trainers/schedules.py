@@ -4,6 +4,8 @@ Schedules count optimizer steps, so a resumed run picks up exactly where the
 checkpointed optimizer stopped.
 """
 
+import math
+
 import keras
 from keras import ops
 
@@ -53,9 +55,15 @@ class Warmup(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def piecewise(base_lr, boundaries, decay=0.1):
+    """`base_lr` for the first `boundaries[0]` updates, then /10 at each.
+
+    The optimizer asks for the rate at its 0-based update count, and Keras'
+    PiecewiseConstantDecay switches after `step <= boundary`; boundary - 1
+    makes update number 32,000 the first at 0.01, so 32,000 updates run at
+    0.1, as in the paper."""
     values = [base_lr * decay**i for i in range(len(boundaries) + 1)]
     return keras.optimizers.schedules.PiecewiseConstantDecay(
-        [int(b) for b in boundaries], values
+        [math.ceil(b) - 1 for b in boundaries], values
     )
 
 
