@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from keras_resnet import model_dir as model_dir_lib
+from trainers import steps as steps_lib
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -112,17 +112,35 @@ def read_metrics(path):
     return [by_step[s] for s in sorted(by_step)]
 
 
-class LastValidation(keras.callbacks.Callback):
-    """The validation logs of the newest epoch that validated, so the final
-    evaluation need not run the same images again."""
+class Evaluate(keras.callbacks.Callback):
+    """Validation after every `every` epochs and after the last, with val_*
+    in the epoch's logs (so metrics.jsonl and the progress bar show it).
 
-    def __init__(self):
+    Before it, and before any checkpoint, the replicas' BN statistics are
+    averaged: what is evaluated is what is saved.
+    """
+
+    def __init__(self, data, steps, every, last_epoch, statistics):
         super().__init__()
+        self.data, self.steps, self.every, self.last_epoch = data, steps, every, last_epoch
+        self.statistics = statistics
         self.epoch, self.logs = None, {}
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs and "val_accuracy" in logs:
-            self.epoch, self.logs = epoch, dict(logs)
+        steps_lib.average_statistics(self.model, self.statistics)
+        if self.data is None or ((epoch + 1) % self.every and epoch + 1 != self.last_epoch):
+            return
+        self.epoch, self.logs = epoch, evaluation_logs(
+            steps_lib.evaluate(self.model, self.data, self.steps))
+        if logs is not None:
+            logs.update({f"val_{name}": value for name, value in self.logs.items()})
+
+
+def evaluation_logs(metrics):
+    """loss is the test cross-entropy, weighted like accuracy: Keras' own
+    eval loss would add the L2 penalty and count the weight-0 padding."""
+    return {"loss": metrics["cross_entropy"], "accuracy": metrics["accuracy"],
+            "cross_entropy": metrics["cross_entropy"]}
 
 
 class NanStop(keras.callbacks.Callback):
@@ -143,10 +161,9 @@ class NanStop(keras.callbacks.Callback):
 class Checkpoint(keras.callbacks.Callback):
     """Saves model and optimizer at each epoch end, unless the loss diverged."""
 
-    def __init__(self, model_dir, keep, nan_stop):
+    def __init__(self, save, nan_stop):
         super().__init__()
-        self.model_dir = model_dir
-        self.keep = keep
+        self.save = save  # save(model, step)
         self.nan_stop = nan_stop
 
     def on_epoch_end(self, epoch, logs=None):
@@ -157,9 +174,7 @@ class Checkpoint(keras.callbacks.Callback):
             self.nan_stop.nan_step = int(self.model.optimizer.iterations.numpy())
             self.model.stop_training = True
             return
-        step = int(self.model.optimizer.iterations.numpy())
-        path = model_dir_lib.save_checkpoint(self.model, self.model_dir, step, self.keep)
-        logging.info("Saved checkpoint %s", path)
+        self.save(self.model, int(self.model.optimizer.iterations.numpy()))
 
 
 class StepBudget(keras.callbacks.Callback):

@@ -16,7 +16,7 @@ from absl import app, flags, logging
 
 from keras_resnet.model_dir import atomic_write
 from trainers import callbacks as cb
-from trainers import curves, distribution
+from trainers import curves, distribution, preemption
 from trainers import flags as trainer_flags
 from trainers.loop import Run, train
 
@@ -62,6 +62,7 @@ def draw(model_dir, names):
     return text
 
 
+@preemption.exits_when_preempted
 def main(argv):
     del argv
     names = [f"{prefix}{depth}" for depth in FLAGS.depths for prefix in ("plain", "resnet")]

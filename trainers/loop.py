@@ -15,7 +15,7 @@ from absl import logging
 import keras_resnet
 from keras_resnet import model_dir as model_dir_lib
 from trainers import callbacks as cb
-from trainers import curves, optimizers, schedules
+from trainers import curves, optimizers, preemption, schedules, steps
 from trainers.data import InputOptions, load_dataset
 from trainers.data.streaming import evaluate_ten_crop
 
@@ -117,7 +117,8 @@ def _compile(model, run, optimizer, steps_per_execution):
         optimizer=optimizer,
         loss=SparseCrossentropy(run.label_smoothing),
         # Weighted: eval pads its last steps with weight-0 examples.
-        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+                          keras.metrics.SparseCategoricalCrossentropy(name="cross_entropy")],
         steps_per_execution=steps_per_execution,
         jit_compile=run.jit_compile,
     )
@@ -159,6 +160,7 @@ def build_model(run, dataset, total_steps, steps_per_epoch, steps_per_execution)
     keras_resnet.apply_weight_decay(model, run.weight_decay, run.decay_bn_and_bias)
     _compile(model, run, optimizer, steps_per_execution)
     optimizers.prepare(model)
+    steps.install(model)
     return model, step
 
 
@@ -243,53 +245,46 @@ def train(run, strategy, chief=True, dataset=None):
 
     with strategy.scope():
         model, step = build_model(run, dataset, total_steps, steps_per_epoch, execution)
-    initial_epoch = step // steps_per_epoch
-    train_data = strategy.distribute_datasets_from_function(
-        lambda ctx: dataset.train(run.batch_size, ctx))
     eval_data = None
     if not run.skip_eval:
         eval_data = strategy.distribute_datasets_from_function(
             lambda ctx: dataset.eval(run.batch_size, ctx))
 
+    eval_steps = math.ceil(dataset.num_eval / run.batch_size)
+    statistics = optimizers.averaged_statistics(model)
     summary_dir = os.path.join(run.model_dir, "tensorboard") if run.enable_tensorboard and chief else None
     throughput = cb.Throughput(run.batch_size, run.log_steps, summary_dir)
     nan_stop = cb.NanStop()
-    last_validation = cb.LastValidation()
+    evaluation = cb.Evaluate(eval_data, eval_steps, run.epochs_between_evals, epochs, statistics)
+    save = None
+    if chief:
+        def save(model, step):
+            logging.info("Saved checkpoint %s", model_dir_lib.save_checkpoint(
+                model, run.model_dir, step, run.keep_checkpoints))
     callbacks = [
+        preemption.Preemption(strategy, save),
         throughput,
         nan_stop,
-        last_validation,
+        evaluation,  # before the checkpoint: averages the replicas' BN statistics
         cb.StepBudget(total_steps),
     ]
     if chief:  # only worker 0 writes into model_dir
-        callbacks += [
-            cb.Checkpoint(run.model_dir, run.keep_checkpoints, nan_stop),
+        callbacks += [  # an epoch's record before its checkpoint: a resumed run has both
             cb.MetricsFile(os.path.join(run.model_dir, cb.METRICS_FILE), throughput),
+            cb.Checkpoint(save, nan_stop),
         ]
     if summary_dir:
         callbacks.append(keras.callbacks.TensorBoard(
             summary_dir, profile_batch=run.profile_steps or 0))
     logging.info(
-        "Training %s on %s: %d replicas, global batch %d, %d steps (%d epochs of %d), from step %d",
-        run.model, dataset.name, strategy.num_replicas_in_sync, run.batch_size,
-        total_steps, epochs, steps_per_epoch, step,
+        "Training %s on %s: %d replicas, global batch %d, %d steps (%d epochs of %d, %d per call), "
+        "from step %d", run.model, dataset.name, strategy.num_replicas_in_sync, run.batch_size,
+        total_steps, epochs, steps_per_epoch, execution, step,
     )
     start = time.time()
-    verbose = run.verbose if run.verbose is not None else ("auto" if os.isatty(1) else 2)
-    if initial_epoch < epochs:
-        model.fit(
-            train_data,
-            epochs=epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=steps_per_epoch,
-            validation_data=eval_data,
-            validation_freq=run.epochs_between_evals,
-            callbacks=callbacks,
-            verbose=verbose,
-        )
-    # The averaged weights replace the raw ones (a no-op without --ema_decay);
-    # fit did so already unless this rerun found the schedule finished.
-    model.optimizer.finalize_variable_values(model.trainable_weights)
+    _fit(model, run, strategy, dataset, step, steps_per_epoch, epochs, callbacks)
+    optimizers.use_averages(model)  # a no-op without --ema_decay
+    steps.average_statistics(model, statistics)
     result = {
         "model": run.model,
         "dataset": dataset.name,
@@ -303,18 +298,36 @@ def train(run, strategy, chief=True, dataset=None):
         result["last_checkpoint"] = latest[1] if latest else None
         return result
     if eval_data is not None:
-        if last_validation.epoch == epochs - 1 and not run.ema_decay:  # validated already
-            loss, accuracy = (last_validation.logs[k] for k in ("val_loss", "val_accuracy"))
+        if evaluation.epoch == epochs - 1 and not run.ema_decay:  # validated already
+            logs = evaluation.logs
         else:
-            loss, accuracy = model.evaluate(eval_data, verbose=0)
+            logs = cb.evaluation_logs(steps.evaluate(model, eval_data, eval_steps))
         result.update({"eval_split": "validation" if run.validation_split else "test",
-                       "eval_loss": float(loss), "eval_accuracy": float(accuracy),
+                       "eval_loss": logs["loss"], "eval_accuracy": logs["accuracy"],
                        "eval_examples": dataset.num_eval})
         if dataset.eval_ten_crop is not None:
             result["eval_ten_crop_accuracy"] = evaluate_ten_crop(model, dataset, run.batch_size)
     if chief:
         _write_outputs(run, model, dataset, result)
     return result
+
+
+def _fit(model, run, strategy, dataset, step, steps_per_epoch, epochs, callbacks):
+    """Keras fit from `step` to the last epoch. A run stopped mid-epoch (by
+    SIGTERM) first finishes that epoch's remaining steps. Each fit reads the
+    training stream from where the previous run left it."""
+    verbose = run.verbose if run.verbose is not None else ("auto" if os.isatty(1) else 2)
+    epoch = step // steps_per_epoch
+    while epoch < epochs:
+        remaining = (epoch + 1) * steps_per_epoch - step
+        last = epoch + 1 if remaining < steps_per_epoch else epochs
+        train_data = strategy.distribute_datasets_from_function(
+            lambda ctx, start=step: dataset.train(run.batch_size, ctx, start_step=start))
+        model.fit(train_data, epochs=last, initial_epoch=epoch, steps_per_epoch=remaining,
+                  callbacks=callbacks, verbose=verbose)
+        if model.stop_training and int(model.optimizer.iterations.numpy()) < last * steps_per_epoch:
+            return  # NaN stop, or the step budget spent
+        step, epoch = last * steps_per_epoch, last
 
 
 def _write_outputs(run, model, dataset, result):

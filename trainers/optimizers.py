@@ -58,6 +58,15 @@ class AveragedSGD(keras.optimizers.SGD):
         super()._overwrite_model_variables_with_average_value(
             list(trainable_variables) + self._statistics)
 
+    def finalize_variable_values(self, var_list):
+        """Nothing: Keras calls this at the end of every fit, and a run
+        resumed mid-epoch fits twice. The trainer calls `use_averages`."""
+
+    def use_averages(self, var_list):
+        """Replaces the net (`var_list` and the statistics) by its average."""
+        if self.use_ema:
+            self._overwrite_model_variables_with_average_value(var_list)
+
 
 def averaged_statistics(model):
     """The non-trainable float variables of `model` (BN moving statistics)."""
@@ -68,6 +77,12 @@ def build(schedule, momentum, nesterov, ema_decay):
     """The optimizer of a run; ema_decay 0 means no averaging."""
     return AveragedSGD(schedule, momentum=momentum, nesterov=nesterov,
                        use_ema=ema_decay > 0, ema_momentum=ema_decay or 0.99)
+
+
+def use_averages(model):
+    """Ends a run with the averaged net (a no-op without EMA)."""
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+    optimizer.use_averages(model.trainable_weights)
 
 
 def prepare(model):

@@ -9,7 +9,7 @@ import sys
 
 from absl import app, flags, logging
 
-from trainers import distribution
+from trainers import distribution, preemption
 from trainers import flags as trainer_flags
 from trainers.loop import Run, train
 
@@ -38,6 +38,7 @@ def check_flags():
         raise app.UsageError(f"--profile_steps={FLAGS.profile_steps} must be 'first,last'")
 
 
+@preemption.exits_when_preempted
 def main(argv):
     del argv
     check_flags()

@@ -38,7 +38,7 @@ from absl import app, flags, logging
 
 from keras_resnet import model_dir as model_dir_lib
 from trainers import callbacks as cb
-from trainers import distribution, loop, search_space
+from trainers import distribution, loop, preemption, search_space
 from trainers import flags as trainer_flags
 from trainers.data import load_dataset
 from trainers.train import check_flags as check_trainer_flags
@@ -443,6 +443,7 @@ def train_best(tuner, base, strategy, chief, datasets):
     return result
 
 
+@preemption.exits_when_preempted
 def main(argv):
     del argv
     space = search_space.from_flags(FLAGS)

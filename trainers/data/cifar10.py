@@ -13,7 +13,8 @@ from keras_resnet import cifar_utils
 from keras_resnet.preprocessing import EvalPreprocessing, cifar_train_augment_batch, decode_image
 from trainers.data import image_tree
 from trainers.data.pipeline import (
-    AUTOTUNE, Dataset, InputOptions, finish, map_encoded, per_replica_batch, shard, with_options,
+    AUTOTUNE, Dataset, InputOptions, batches_before, finish, map_encoded, per_replica_batch, shard,
+    with_options,
 )
 
 CLASS_NAMES = list(cifar_utils.CLASS_NAMES)
@@ -137,14 +138,16 @@ def in_memory_dataset(name, class_names, train, test, preprocessing, options):
         images, labels = batch
         return cifar_train_augment_batch(preprocessing.normalize(images), seed), labels
 
-    def build_train(batch_size, input_context=None):
+    def build_train(batch_size, input_context=None, start_step=0):
         ds = shard(tf.data.Dataset.from_tensor_slices(train), input_context)
         # Files come sorted by class: only a full shuffle mixes them.
         ds = ds.shuffle(len(train[1]), seed=options.seed).repeat()
         ds = ds.batch(per_replica_batch(batch_size, input_context), drop_remainder=True)
         # Augmenting whole batches costs a few ops per batch, not per image.
         seeds = tf.data.Dataset.random(seed=options.seed).batch(2)
-        ds = tf.data.Dataset.zip(seeds, ds).map(
+        # A resumed run continues the stream (skipped before augmenting: cheap).
+        ds = tf.data.Dataset.zip(seeds, ds).skip(batches_before(start_step, input_context))
+        ds = ds.map(
             augment, num_parallel_calls=AUTOTUNE, deterministic=options.deterministic)
         return with_options(ds.prefetch(AUTOTUNE), options)
 

@@ -65,6 +65,14 @@ def per_replica_batch(global_batch, input_context):
     return input_context.get_per_replica_batch_size(global_batch)
 
 
+def batches_before(start_step, input_context):
+    """Per-replica batches this pipeline gave in the first `start_step`
+    global steps: what a resumed run skips to continue the same stream."""
+    if input_context is None:
+        return start_step
+    return start_step * input_context.num_replicas_in_sync // input_context.num_input_pipelines
+
+
 def shard(dataset, input_context):
     """Each input pipeline (worker) reads a disjoint part of the data."""
     if input_context is None or input_context.num_input_pipelines == 1:

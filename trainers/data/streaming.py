@@ -15,8 +15,9 @@ import tensorflow as tf
 from absl import logging
 
 from keras_resnet import preprocessing as prep
-from trainers.data.pipeline import (AUTOTUNE, BadExamples, Dataset, batch_and_prefetch, guarded,
-                                    shard, shuffle_seed, with_seeds)
+from trainers.data.pipeline import (AUTOTUNE, BadExamples, Dataset, batch_and_prefetch,
+                                    batches_before, guarded, per_replica_batch, shard,
+                                    shuffle_seed, with_seeds)
 
 # Decoded images of a split up to this size are cached in memory (--cache).
 CACHE_BYTES = 2 << 30
@@ -131,20 +132,22 @@ class ImagePipelines:
                                 tf.zeros([1, 1, 3], tf.uint8))
         return decoded.cache()
 
-    def train(self, batch_size, input_context=None):
+    def train(self, batch_size, input_context=None, start_step=0):
         options, size = self.options, self.image_size
+        # A resumed run continues the stream: skipped before decoding, cheaply.
+        skip = batches_before(start_step, input_context) * per_replica_batch(batch_size, input_context)
         recipe, color = options.train_preprocessing, options.color_augment
         seed = shuffle_seed(options, input_context)
         source = self.sources["train"]
         if self.cache:
             ds = self._decoded("train", input_context)
             ds = ds.shuffle(source.count, seed=seed, reshuffle_each_iteration=True).repeat()
-            ds = with_seeds(ds, seed).map(
+            ds = with_seeds(ds, seed).skip(skip).map(
                 lambda example, s: (prep.imagenet_train_preprocess_image(
                     example[0], s, size, recipe, color), example[1]),
                 num_parallel_calls=AUTOTUNE, deterministic=options.deterministic)
         else:
-            ds = with_seeds(source.records(input_context, True, seed).repeat(), seed)
+            ds = with_seeds(source.records(input_context, True, seed).repeat(), seed).skip(skip)
             ds = self._checked(
                 ds, source,
                 lambda image_bytes, s: prep.imagenet_train_preprocess(

@@ -8,10 +8,11 @@ from trainers.data.pipeline import Dataset, per_replica_batch
 
 
 def synthetic(name, image_size, num_classes, num_train, num_eval, kind):
-    """One random batch repeated: no input cost at all."""
+    """One random batch repeated, for training and evaluation alike (the
+    trainer runs a fixed number of eval steps): no input cost at all."""
 
-    def make(count, training):
-        def build(batch_size, input_context=None):
+    def make():
+        def build(batch_size, input_context=None, start_step=0):
             batch = per_replica_batch(batch_size, input_context)
             images = tf.random.stateless_uniform(
                 [batch, image_size, image_size, 3], seed=[1, 2], minval=-128.0, maxval=128.0
@@ -19,8 +20,7 @@ def synthetic(name, image_size, num_classes, num_train, num_eval, kind):
             labels = tf.random.stateless_uniform(
                 [batch], seed=[3, 4], maxval=num_classes, dtype=tf.int64
             )
-            ds = tf.data.Dataset.from_tensors((images, labels)).cache()
-            return ds.repeat() if training else ds.repeat(max(count // batch, 1))
+            return tf.data.Dataset.from_tensors((images, labels)).cache().repeat()
         return build
 
     mean = np.zeros((image_size, image_size, 3), np.float32) if kind == "cifar" else None
@@ -30,6 +30,6 @@ def synthetic(name, image_size, num_classes, num_train, num_eval, kind):
         num_train=num_train,
         num_eval=num_eval,
         preprocessing=EvalPreprocessing(kind, image_size, mean),
-        train=make(num_train, True),
-        eval=make(num_eval, False),
+        train=make(),
+        eval=make(),
     )
