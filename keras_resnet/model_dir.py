@@ -6,8 +6,9 @@
       preprocessing.json                 keras_resnet.preprocessing.EvalPreprocessing
       labels.txt                         class names, one per line, in label order
 
-Every file is written beside its final name and renamed into place, so a
-reader never sees half a file, even after kill -9.
+Every file is written beside its final name, flushed to disk and renamed
+into place, so a reader never sees half a file, even after kill -9 or a
+power cut.
 """
 
 import json
@@ -36,10 +37,20 @@ def atomic_write(path, write):
     try:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; readers may be other users
+        _fsync(tmp)  # the bytes reach the disk before the name does: a crash leaves old or new
         os.replace(tmp, path)
+        _fsync(folder)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _fsync(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_json(path, value):

@@ -33,8 +33,9 @@ def finished_run(folder, photo, model="resnet20", seed=0):
     mean = photo("coffee", 32)
     EvalPreprocessing("cifar", 32, mean).save(str(folder / model_dir_lib.PREPROCESSING_FILE))
     model_dir_lib.write_labels(str(folder), cifar_utils.CLASS_NAMES)
-    results = {"model": model, "dataset": "cifar10", "step": 64000, "eval_accuracy": 0.5,
-               "eval_examples": 10000, "weights_sha256": weights_fingerprint(trained)}
+    results = {"model": model, "dataset": "cifar10", "step": 64000, "eval_split": "test",
+               "eval_accuracy": 0.5, "eval_examples": 10000,
+               "weights_sha256": weights_fingerprint(trained)}
     (folder / "results.json").write_text(json.dumps(results))
     return trained, mean
 
@@ -49,6 +50,17 @@ def published(tmp_path, photo, monkeypatch):
     cifar_utils.mean_image.cache_clear()
     yield trained, mean, path
     cifar_utils.mean_image.cache_clear()
+
+
+def test_publish_refuses_a_run_evaluated_on_held_out_training_images(tmp_path, photo):
+    run = tmp_path / "run"
+    run.mkdir()
+    finished_run(run, photo)
+    results = json.loads((run / "results.json").read_text())
+    (run / "results.json").write_text(json.dumps({**results, "eval_split": "validation"}))
+    with pytest.raises(ValueError, match="not on the test set.*without --validation_split"):
+        publish(str(run), str(tmp_path / "pretrained"))
+    assert not (tmp_path / "pretrained").exists()
 
 
 def test_published_weights_are_the_trained_ones_in_float32(published, photo):

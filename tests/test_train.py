@@ -1,7 +1,9 @@
 """The training binary: strategies, precisions, resume after kill -9, NaN
 stop and flag errors, on a 300-image slice of the real CIFAR-10 copy."""
 
+import dataclasses
 import json
+import logging
 import os
 import signal
 import socket
@@ -286,3 +288,54 @@ def test_degradation_trains_plain_and_residual_nets_and_draws_them(cifar_slice, 
     table = open(os.path.join(base, "degradation.md")).read()
     assert "| plain20 | 2 | 2 |" in table and "| resnet20 | 2 | 2 |" in table
     assert os.path.getsize(os.path.join(base, "degradation.png")) > 10_000
+
+
+def test_a_resumed_run_rebuilds_its_schedule_from_changed_flags(cifar_slice, tmp_path):
+    """A cosine run extended with more steps and another rate trains on at
+    the new schedule's rates (not at the old one's end, 0.0), and says so."""
+    first = Run(model="resnet20", model_dir=str(tmp_path / "run"), data_dir=cifar_slice,
+                batch_size=16, train_steps=20, steps_per_epoch=20, lr_schedule="cosine",
+                skip_eval=True, verbose=0)
+    train(first, tf.distribute.get_strategy())
+    longer = dataclasses.replace(first, train_steps=60, base_learning_rate=0.4)
+    check_model_dir(longer, chief=True)
+    train(longer, tf.distribute.get_strategy())
+    records = cb.read_metrics(os.path.join(first.model_dir, cb.METRICS_FILE))
+    rebuilt = schedules.build("cosine", base_lr=0.4, total_steps=60, steps_per_epoch=20,
+                              batch_size=16, cifar=True, depth=20)
+    assert [r["step"] for r in records] == [20, 40, 60]
+    assert [r["learning_rate"] for r in records[1:]] == pytest.approx(
+        [_lr(rebuilt, 39), _lr(rebuilt, 59)])
+    assert min(r["learning_rate"] for r in records[1:]) > 0  # the old schedule ended at 0.0
+    config = json.loads((tmp_path / "run" / "run_config.json").read_text())
+    assert config["schedule"]["train_steps"] == 60
+    assert config["schedule_changes"] == [{"step": 20, "train_steps": 60, "base_learning_rate": 0.4}]
+
+
+def test_files_reach_the_disk_before_their_name(tmp_path, monkeypatch):
+    synced = []
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")))
+    replace = os.replace
+
+    def checked_replace(src, dst):
+        assert os.path.realpath(src) in synced, "renamed into place before fsync"
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", checked_replace)
+    model_dir_lib.write_json(str(tmp_path / "results.json"), {"step": 1})
+    assert synced[-1] == os.path.realpath(tmp_path)  # and the rename itself
+    assert json.loads((tmp_path / "results.json").read_text()) == {"step": 1}
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(cifar_slice, tmp_path, caplog):
+    run = Run(model="resnet20", model_dir=str(tmp_path / "run"), data_dir=cifar_slice,
+              batch_size=16, train_steps=6, steps_per_epoch=3, skip_eval=True, verbose=0)
+    caplog.set_level(logging.INFO)
+    train(run, tf.distribute.get_strategy())
+    newest = model_dir_lib.latest_checkpoint(run.model_dir)[1]
+    with open(newest, "r+b") as f:  # a copy cut short
+        f.truncate(os.path.getsize(newest) // 2)
+    result = train(dataclasses.replace(run, train_steps=9), tf.distribute.get_strategy())
+    assert result["step"] == 9
+    assert f"Cannot load checkpoint {newest}" in caplog.text
+    assert "Resuming from" in caplog.text and "(step 3)" in caplog.text

@@ -35,13 +35,16 @@ class Throughput(keras.callbacks.Callback):
         self.log_steps = log_steps
         self.writer = tf.summary.create_file_writer(summary_dir) if summary_dir else None
         self.epoch_images_per_sec = None
+        self.epoch_calls = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_start = self.window_start = time.perf_counter()
         self.epoch_first_step = int(self.model.optimizer.iterations.numpy())
         self.window_step = None
+        self.epoch_calls = 0  # fit calls the train function once per steps_per_execution
 
     def on_train_batch_end(self, batch, logs=None):
+        self.epoch_calls += 1
         step = int(self.model.optimizer.iterations.numpy())
         now = time.perf_counter()
         if self.window_step is None:  # the epoch's first call may include tracing
@@ -91,6 +94,7 @@ class MetricsFile(keras.callbacks.Callback):
             "step": int(self.model.optimizer.iterations.numpy()),
             "learning_rate": current_lr(self.model),
             "images_per_sec": self.throughput.epoch_images_per_sec,
+            "train_calls": self.throughput.epoch_calls,
             "epoch_seconds": round(time.time() - self.epoch_start, 2),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }

@@ -16,7 +16,7 @@ import keras_resnet
 from keras_resnet import model_dir as model_dir_lib
 from trainers import callbacks as cb
 from trainers import curves, optimizers, preemption, schedules, steps
-from trainers.data import InputOptions, load_dataset
+from trainers.data import InputOptions, canonical_name, load_dataset
 from trainers.data.streaming import evaluate_ten_crop
 
 RESULTS_FILE = "results.json"
@@ -27,6 +27,11 @@ RUN_DEFINING = ("model", "shortcut", "variant", "dataset", "validation_split",
                 "batch_size", "lr_schedule", "use_synthetic_data",
                 # Lives in the checkpointed optimizer: a changed flag would be ignored.
                 "ema_decay")
+# Settings a resumed run may change: recorded, and applied from the step reached
+# (the learning-rate schedule is rebuilt from them).
+SCHEDULE = ("train_steps", "train_epochs", "steps_per_epoch", "base_learning_rate",
+            "lr_boundaries", "warmup_epochs", "momentum", "nesterov", "weight_decay",
+            "decay_bn_and_bias", "label_smoothing")
 
 
 @dataclasses.dataclass
@@ -87,6 +92,7 @@ class Run:
             ten_crop=flags.ten_crop,
             tfds_manual_dir=flags.tfds_manual_dir,
         )
+        values["dataset"] = canonical_name(flags.dataset)
         values["lr_boundaries"] = tuple(float(b) for b in flags.lr_boundaries)
         if flags.profile_steps:
             values["profile_steps"] = tuple(int(s) for s in flags.profile_steps)
@@ -128,12 +134,15 @@ def build_model(run, dataset, total_steps, steps_per_epoch, steps_per_execution)
     """A fresh model and optimizer, or both restored from the last checkpoint.
 
     Returns (model, step it was saved at)."""
-    latest = model_dir_lib.latest_checkpoint(run.model_dir)
-    if latest is not None:
-        step, path = latest
-        logging.info("Resuming from %s (step %d)", path, step)
-        model = keras.models.load_model(path)
+    restored = _load_checkpoint(run.model_dir)
+    if restored is not None:
+        step, model = restored
         optimizer = model.optimizer
+        # The schedule flags may have changed (check_model_dir records it):
+        # schedules count optimizer steps, so a rebuilt one continues at `step`.
+        inner = getattr(optimizer, "inner_optimizer", optimizer)
+        inner.learning_rate = _schedule(run, total_steps, steps_per_epoch)
+        inner.momentum, inner.nesterov = run.momentum, run.nesterov
     else:
         step = 0
         kwargs = {"variant": run.variant, "zero_init_residual": run.zero_init_residual,
@@ -143,25 +152,48 @@ def build_model(run, dataset, total_steps, steps_per_epoch, steps_per_execution)
         model = keras_resnet.get_model(
             run.model, input_shape=dataset.image_shape, classes=dataset.num_classes, **kwargs
         )
-        cifar = keras_resnet.is_cifar_model(run.model)
-        schedule = schedules.build(
-            run.lr_schedule,
-            base_lr=run.base_learning_rate,
-            total_steps=total_steps,
-            steps_per_epoch=steps_per_epoch,
-            batch_size=run.batch_size,
-            cifar=cifar,
-            depth=int(run.model.lstrip("resnetplain")),
-            boundary_epochs=run.lr_boundaries,
-            warmup_epochs=run.warmup_epochs,
-        )
-        optimizer = optimizers.build(schedule, run.momentum, run.nesterov, run.ema_decay)
+        optimizer = optimizers.build(_schedule(run, total_steps, steps_per_epoch),
+                                     run.momentum, run.nesterov, run.ema_decay)
     # Regularizers live on variables and are not saved: attach them each time.
     keras_resnet.apply_weight_decay(model, run.weight_decay, run.decay_bn_and_bias)
     _compile(model, run, optimizer, steps_per_execution)
     optimizers.prepare(model)
     steps.install(model)
     return model, step
+
+
+def _load_checkpoint(model_dir):
+    """(step, model) of the newest checkpoint that loads, or None if there
+    is none. A damaged one (a disk error, a copy cut short) is skipped with a
+    warning that names it."""
+    found = model_dir_lib.checkpoints(model_dir)
+    for step, path in reversed(found):
+        try:
+            model = keras.models.load_model(path)
+        except Exception as error:  # any damage: h5py, zipfile, Keras errors alike
+            logging.warning("Cannot load checkpoint %s (%s: %s); trying the one before it.",
+                            path, type(error).__name__, str(error).splitlines()[0][:200])
+            continue
+        logging.info("Resuming from %s (step %d)", path, step)
+        return step, model
+    if found:
+        raise ValueError(f"--model_dir={model_dir}: none of its checkpoints loads "
+                         f"({', '.join(p for _, p in found)}); use a new --model_dir")
+    return None
+
+
+def _schedule(run, total_steps, steps_per_epoch):
+    return schedules.build(
+        run.lr_schedule,
+        base_lr=run.base_learning_rate,
+        total_steps=total_steps,
+        steps_per_epoch=steps_per_epoch,
+        batch_size=run.batch_size,
+        cifar=keras_resnet.is_cifar_model(run.model),
+        depth=int(run.model.lstrip("resnetplain")),
+        boundary_epochs=run.lr_boundaries,
+        warmup_epochs=run.warmup_epochs,
+    )
 
 
 def plan(run, dataset):
@@ -198,30 +230,53 @@ def weights_fingerprint(model):
 
 
 def check_model_dir(run, chief):
-    """Refuses to resume a model_dir with other run-defining settings."""
+    """Refuses to resume a model_dir with other run-defining settings;
+    records (and warns of) changed schedule settings."""
     config = {name: getattr(run, name) for name in RUN_DEFINING}
     config["image_size"] = run.input_options.image_size
     config["train_preprocessing"] = run.input_options.train_preprocessing
     config["mixed_precision"] = keras.mixed_precision.global_policy().name
+    schedule = {name: getattr(run, name) for name in SCHEDULE}
+    schedule["lr_boundaries"] = list(schedule["lr_boundaries"])  # as JSON gives it back
     path = os.path.join(run.model_dir, RUN_CONFIG_FILE)
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            saved = json.load(f)
-        # A setting the record lacks was added to the trainer after the run began.
-        unrecorded = sorted(k for k in config if k not in saved)
-        if unrecorded:
-            logging.warning("%s predates settings %s; resuming with this run's values.",
-                            path, ", ".join(unrecorded))
-        changed = {k: (saved[k], v) for k, v in config.items() if k in saved and saved[k] != v}
+    if not os.path.exists(path):
+        if chief:
+            os.makedirs(run.model_dir, exist_ok=True)
+            model_dir_lib.write_json(path, {**config, "schedule": schedule, "schedule_changes": []})
+        return
+    with open(path, encoding="utf-8") as f:
+        saved = json.load(f)
+    # A setting the record lacks was added to the trainer after the run began.
+    unrecorded = sorted(k for k in config if k not in saved)
+    if unrecorded:
+        logging.warning("%s predates settings %s; resuming with this run's values.",
+                        path, ", ".join(unrecorded))
+    changed = {k: (saved[k], v) for k, v in config.items() if k in saved and saved[k] != v}
+    if changed:
+        raise ValueError(
+            f"--model_dir={run.model_dir} holds a run made with other settings: "
+            f"{_describe(changed)}. Rerun with the original flags to resume, or use a new "
+            "--model_dir."
+        )
+    recorded = saved.get("schedule", schedule)
+    changed = {k: (recorded.get(k), v) for k, v in schedule.items() if recorded.get(k) != v}
+    if changed or "schedule" not in saved:
+        latest = model_dir_lib.latest_checkpoint(run.model_dir)
+        step = latest[0] if latest else 0
         if changed:
-            detail = ", ".join(f"--{k}={new!r} (was {old!r})" for k, (old, new) in changed.items())
-            raise ValueError(
-                f"--model_dir={run.model_dir} holds a run made with other settings: {detail}. "
-                "Rerun with the original flags to resume, or use a new --model_dir."
-            )
-    elif chief:
-        os.makedirs(run.model_dir, exist_ok=True)
-        model_dir_lib.write_json(path, config)
+            logging.warning("Resuming at step %d with %s: the learning-rate schedule is rebuilt "
+                            "from these values and continues at step %d.", step,
+                            _describe(changed), step)
+        if chief:
+            history = saved.get("schedule_changes", [])
+            if changed:
+                history.append({"step": step, **{k: new for k, (_, new) in changed.items()}})
+            model_dir_lib.write_json(path, {**saved, "schedule": schedule,
+                                            "schedule_changes": history})
+
+
+def _describe(changed):
+    return ", ".join(f"--{k}={new!r} (was {old!r})" for k, (old, new) in changed.items())
 
 
 def train(run, strategy, chief=True, dataset=None):

@@ -48,6 +48,12 @@ def _finished_run(model_dir):
             f"{results.get('dataset')}; shipped CIFAR-10 weights exist for: "
             + ", ".join(sorted(weights_lib.CIFAR10_FILES))
         )
+    if results.get("eval_split") != "test":
+        raise ValueError(
+            f"--model_dir={model_dir} was evaluated on {results.get('eval_split')!r} "
+            "(--validation_split), not on the test set; shipped weights quote their test "
+            "accuracy: retrain without --validation_split"
+        )
     labels = model_dir_lib.read_labels(model_dir)
     if tuple(labels or ()) != cifar_utils.CLASS_NAMES:
         raise ValueError(f"--model_dir={model_dir} has labels {labels}; "
@@ -79,7 +85,10 @@ def publish(model_dir, output_dir):
 
 def main(argv):
     del argv
-    path, results = publish(FLAGS.model_dir, FLAGS.output_dir)
+    try:
+        path, results = publish(FLAGS.model_dir, FLAGS.output_dir)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
     print(f"Wrote {path}: {results['model']}, step {results['step']}, "
           f"test accuracy {results['eval_accuracy']:.4f} on {results['eval_examples']} images")
 

@@ -11,7 +11,8 @@ from absl import app, flags, logging
 
 from trainers import distribution, preemption
 from trainers import flags as trainer_flags
-from trainers.loop import Run, train
+from trainers.data import load_dataset
+from trainers.loop import Run, check_model_dir, train
 
 FLAGS = flags.FLAGS
 
@@ -42,8 +43,16 @@ def check_flags():
 def main(argv):
     del argv
     check_flags()
-    strategy = distribution.from_flags(FLAGS)
-    result = train(Run.from_flags(FLAGS), strategy, distribution.is_chief(strategy))
+    run = Run.from_flags(FLAGS)
+    try:  # flag values that only the strategy, the data or model_dir can judge
+        strategy = distribution.from_flags(FLAGS)
+        chief = distribution.is_chief(strategy)
+        dataset = load_dataset(run.dataset, run.data_dir, run.input_options,
+                               run.validation_split, run.use_synthetic_data)
+        check_model_dir(run, chief)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
+    result = train(run, strategy, chief, dataset=dataset)
     if result.get("nan_step") is not None:
         sys.exit(
             f"Training stopped: the loss became NaN or infinite at step {result['nan_step']}. "

@@ -19,6 +19,12 @@ SHAPES = {
     "imagenet2012": (224, 1000, 1_281_167, 50_000, "imagenet"),
 }
 LOCAL_CIFAR_FOLDERS = ("cifar-10-batches-py", "cifar-10-batches-bin", "train")
+# The names people type for a dataset, to the name it goes by here (TFDS's).
+ALIASES = {"imagenet": "imagenet2012", "imagenet-1k": "imagenet2012", "cifar-10": "cifar10"}
+
+
+def canonical_name(name):
+    return ALIASES.get(name.lower(), name)
 
 
 def _local_cifar(data_dir):
@@ -38,6 +44,7 @@ def _local_cifar(data_dir):
 def load_dataset(name, data_dir=None, options=InputOptions(), validation_split=False,
                  use_synthetic_data=False):
     """A `Dataset` for `name` read from `data_dir` (see --dataset, --data_dir)."""
+    name = canonical_name(name)
     if use_synthetic_data:
         from trainers.data.synthetic import synthetic
 

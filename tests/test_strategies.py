@@ -1,0 +1,174 @@
+"""Every strategy that needs no GPU, as users run it: the default
+steps_per_execution (16 steps a call), two calls per epoch, an evaluation
+after every epoch whose last call is shorter, a SIGTERM mid-run and a
+resume, in float32 and mixed_bfloat16; and a worker killed under
+MultiWorkerMirrored. On a slice of the real CIFAR-10 copy.
+
+mixed_float16 is a GPU policy: CPUs run its float16 convolutions in
+software, 160x slower than mixed_bfloat16 here, so it gets the short
+one-device run of test_train instead."""
+
+import collections
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import SHARED_CIFAR10
+from keras_resnet import model_dir as model_dir_lib
+from trainers import callbacks as cb
+from trainers.data import load_dataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BATCH = 8
+STEPS_PER_CALL = 16  # the trainer's default --steps_per_execution
+EPOCH = 2 * STEPS_PER_CALL
+EPOCHS = 3
+EVAL_IMAGES = 300  # 38 eval steps at batch 8: calls of 16, 16 and 6
+ARGS = ["--model=resnet20", f"--batch_size={BATCH}", f"--steps_per_epoch={EPOCH}",
+        f"--train_steps={EPOCHS * EPOCH}", "--seed=5"]
+
+
+@pytest.fixture(scope="module")
+def cifar_300(tmp_path_factory):
+    """20 train and 30 test images per class of the shared copy."""
+    path = tmp_path_factory.mktemp("cifar") / "cifar10-300.tar.gz"
+    limits = {"train": 20, "test": EVAL_IMAGES // 10}
+    counts = collections.Counter()
+    with tarfile.open(SHARED_CIFAR10) as src, tarfile.open(path, "w:gz") as out:
+        for member in src:
+            parts = member.name.split("/")
+            if member.isfile() and len(parts) == 4 and counts[parts[1], parts[2]] < limits[parts[1]]:
+                counts[parts[1], parts[2]] += 1
+                out.addfile(member, src.extractfile(member))
+    return str(path)
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _launch(strategy, policy, data, model_dir, workers=None):
+    """The trainer's processes for one configuration (two for multi-worker)."""
+    args = [sys.executable, "-m", "trainers.train", *ARGS, f"--data_dir={data}",
+            f"--model_dir={model_dir}", f"--mixed_precision={policy}",
+            f"--distribution_strategy={strategy}"]
+    if strategy == "mirrored":
+        args.append("--num_cpu_replicas=2")
+    envs = [{}]
+    if workers:
+        envs = [{"TF_CONFIG": json.dumps({"cluster": {"worker": workers},
+                                          "task": {"type": "worker", "index": i}})}
+                for i in range(len(workers))]
+    return [subprocess.Popen(args, cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for env in envs]
+
+
+def _wait_for_checkpoint(model_dir, procs, step, timeout=400):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        latest = model_dir_lib.latest_checkpoint(model_dir)
+        if latest and latest[0] >= step:
+            return
+        for proc in procs:
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.1)
+    raise AssertionError(f"no checkpoint at step {step} within {timeout} s")
+
+
+def _saved_model_accuracy(model_dir, data):
+    """Test accuracy of model.keras as saved, computed here without the trainer."""
+    model = model_dir_lib.load_trained_model(model_dir)
+    dataset = load_dataset("cifar10", data)
+    correct = total = 0
+    for images, labels, weights in dataset.eval(BATCH):
+        predicted = np.argmax(model.predict_on_batch(images), axis=-1)
+        correct += int(np.sum((predicted == labels.numpy()) * weights.numpy()))
+        total += int(np.sum(weights.numpy()))
+    assert total == EVAL_IMAGES
+    return correct / total
+
+
+CONFIGS = [(strategy, policy)
+           for strategy in ("default", "one_device", "mirrored", "multi_worker_mirrored")
+           for policy in ("float32", "mixed_bfloat16")]
+
+
+@pytest.mark.parametrize("strategy,policy", CONFIGS)
+def test_strategy_trains_evaluates_survives_sigterm_and_resumes(cifar_300, tmp_path,
+                                                                strategy, policy):
+    model_dir = str(tmp_path / "run")
+    workers = ([f"127.0.0.1:{p}" for p in _free_ports(2)]
+               if strategy == "multi_worker_mirrored" else None)
+    procs = _launch(strategy, policy, cifar_300, model_dir, workers)
+    _wait_for_checkpoint(model_dir, procs, EPOCH)
+    # Preemption notice to one process (under multi-worker the non-chief):
+    # all stop at the same call boundary, and the chief saves that step.
+    procs[-1].send_signal(signal.SIGTERM)
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for proc, (_, err) in zip(procs, outputs):
+        assert proc.returncode == 143, err[-3000:]
+    stopped = model_dir_lib.latest_checkpoint(model_dir)[0]
+    assert EPOCH < stopped < EPOCHS * EPOCH and stopped % STEPS_PER_CALL == 0
+    assert f"Preempted (SIGTERM) at step {stopped}" in outputs[0][1]
+    assert not os.path.exists(os.path.join(model_dir, "model.keras"))
+
+    procs = _launch(strategy, policy, cifar_300, model_dir, workers)
+    outputs = [p.communicate(timeout=400) for p in procs]
+    for proc, (_, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err[-3000:]
+    log = outputs[0][1]
+    assert f"(step {stopped})" in log and f"{STEPS_PER_CALL} per call" in log
+    replicas = 1 if strategy in ("default", "one_device") else 2
+    assert f"{replicas} replicas" in log
+    with open(os.path.join(model_dir, "results.json")) as f:
+        result = json.load(f)
+    assert result["step"] == EPOCHS * EPOCH and result["eval_examples"] == EVAL_IMAGES
+    records = cb.read_metrics(os.path.join(model_dir, cb.METRICS_FILE))
+    assert [r["step"] for r in records] == [EPOCH * (i + 1) for i in range(EPOCHS)]
+    # The hard path ran: several steps in each call, an evaluation every epoch.
+    assert records[0]["train_calls"] == EPOCH // STEPS_PER_CALL == 2
+    assert all("val_accuracy" in r and np.isfinite(r["val_loss"]) for r in records)
+    # What was evaluated is what was saved (replicas' BN statistics averaged).
+    assert result["eval_accuracy"] == pytest.approx(
+        _saved_model_accuracy(model_dir, cifar_300), abs=1e-6)
+    if workers:
+        reports = [json.loads(out[out.index("{"):]) for out, _ in outputs]
+        assert reports[0]["weights_sha256"] == reports[1]["weights_sha256"]
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def test_a_killed_worker_stops_the_other_and_a_rerun_finishes(cifar_300, tmp_path):
+    model_dir = str(tmp_path / "run")
+    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    procs = _launch("multi_worker_mirrored", "mixed_bfloat16", cifar_300, model_dir, workers)
+    _wait_for_checkpoint(model_dir, procs, EPOCH)
+    procs[1].kill()
+    killed_at = time.time()
+    _, err = procs[0].communicate(timeout=300)
+    assert procs[0].returncode not in (0, None)
+    assert time.time() - killed_at < 180
+    assert "lost" in err and workers[1].split(":")[1] in err, err[-3000:]
+    procs[1].communicate()
+
+    procs = _launch("multi_worker_mirrored", "mixed_bfloat16", cifar_300, model_dir, workers)
+    outputs = [p.communicate(timeout=400) for p in procs]
+    for proc, (_, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err[-3000:]
+    with open(os.path.join(model_dir, "results.json")) as f:
+        assert json.load(f)["step"] == EPOCHS * EPOCH
