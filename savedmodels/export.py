@@ -4,9 +4,10 @@ r"""Exports a ResNet classifier as a SavedModel that TF Serving loads as it is.
   keras-resnet-export --model=resnet50 --weights=imagenet --export_base=/srv/models
 
 writes /srv/models/<model_name>/<version>/ with the signatures serving_default
-(encoded images), predict_tensor (pixels) and classify_tf_example, class
-names as an asset and TF Serving warm-up requests. The version appears in
-one rename, so a server watching --export_base never loads half of it.
+(encoded images), predict_tensor (pixels) and classify (tf.Examples, for TF
+Serving's Classify API), class names as an asset and TF Serving warm-up
+requests. The version appears in one rename, so a server watching
+--export_base never loads half of it.
 
 The flags are defined by `define_flags`, which `run` calls, so that importing
 this module (as the trainer does for `export_model_dir`) defines none.
