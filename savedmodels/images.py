@@ -10,9 +10,9 @@ Evaluation preprocessing then resizes only the centre window
 bounded by MAX_PIXELS whatever its shape.
 
 Accepted: JPEG, PNG, GIF (first frame) and BMP of 1 to MAX_PIXELS pixels,
-all of a GIF's frames together included. There is no aspect-ratio limit: the
-window's cost does not grow with it. A file that is cut short or corrupt
-past its header fails in TensorFlow's decoder, whose error names no element.
+all of a GIF's frames together included, that are not cut short. There is
+no aspect-ratio limit: the window's cost does not grow with it. A file
+corrupt inside fails in TensorFlow's decoder, whose error names no element.
 """
 
 import tensorflow as tf
@@ -37,11 +37,16 @@ def _starts_with(image_bytes, magic):
     return tf.equal(tf.strings.substr(image_bytes, 0, len(magic)), magic)
 
 
+def _head(image_bytes):
+    """The first _HEADER bytes as int64, zero-padded."""
+    padded = tf.strings.join([image_bytes, b"\0" * _HEADER])
+    return tf.cast(tf.io.decode_raw(tf.strings.substr(padded, 0, _HEADER), tf.uint8), tf.int64)
+
+
 def header_size(image_bytes):
     """[height, width] from the header of a JPEG, PNG, GIF or BMP; [0, 0]
     for anything else (or an empty string)."""
-    padded = tf.strings.join([image_bytes, b"\0" * _HEADER])
-    head = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, 0, _HEADER), tf.uint8), tf.int64)
+    head = _head(image_bytes)
 
     def bmp():  # signed 32-bit; a negative height means rows stored top-down
         width, height = _unsigned(head, 18, 4, False), _unsigned(head, 22, 4, False)
@@ -93,6 +98,23 @@ def gif_frame_pixels(image_bytes, limit):
     return pixels
 
 
+def _contains(image_bytes, marker):
+    return tf.size(tf.strings.split(image_bytes, sep=marker)) > 1
+
+
+def _complete(image_bytes):
+    """Whether the file has its end: a cut-short upload otherwise fails in
+    the decoder, whose error names no element. JPEG: an end-of-image marker;
+    PNG: an IEND chunk; BMP: the file size its header declares."""
+    length = tf.cast(tf.strings.length(image_bytes), tf.int64)
+    head = _head(image_bytes)
+    return tf.case([
+        (tf.io.is_jpeg(image_bytes), lambda: _contains(image_bytes, b"\xff\xd9")),
+        (_starts_with(image_bytes, _MAGIC["png"]), lambda: _contains(image_bytes, b"IEND")),
+        (_starts_with(image_bytes, _MAGIC["bmp"]), lambda: _unsigned(head, 2, 4, False) <= length),
+    ], default=lambda: tf.constant(True))
+
+
 def decode(image_bytes, where):
     """uint8 HWC RGB of one client image, checked first; `where` (a string
     tensor such as "image_bytes[3]") names it in errors."""
@@ -102,14 +124,18 @@ def decode(image_bytes, where):
     frames = tf.cond(in_bounds & _starts_with(image_bytes, _MAGIC["gif"]),
                      lambda: gif_frame_pixels(image_bytes, MAX_PIXELS),
                      lambda: tf.constant(0, tf.int64))
-    problem = tf.where(
-        tf.strings.length(image_bytes) == 0, "an empty string; send the encoded image",
-        tf.where(pixels == 0, "not a JPEG, PNG, GIF or BMP image", tf.where(
-            pixels > MAX_PIXELS,
-            tf.strings.format(f"{{}} x {{}} pixels, over the limit of {MAX_PIXELS} pixels",
-                              (size[0], size[1])),
-            f"a GIF whose frames hold over {MAX_PIXELS} pixels together")))
-    check = tf.debugging.Assert(in_bounds & (frames <= MAX_PIXELS),
+    checks = [  # (passes, what is wrong), in order: the first that fails is reported
+        (tf.strings.length(image_bytes) > 0, "an empty string; send the encoded image"),
+        (pixels > 0, "not a JPEG, PNG, GIF or BMP image"),
+        (pixels <= MAX_PIXELS, tf.strings.format(
+            f"{{}} x {{}} pixels, over the limit of {MAX_PIXELS} pixels", (size[0], size[1]))),
+        (frames <= MAX_PIXELS, f"a GIF whose frames hold over {MAX_PIXELS} pixels together"),
+        (_complete(image_bytes), "cut short: the file lacks its end"),
+    ]
+    problem = checks[-1][1]
+    for passes, message in reversed(checks[:-1]):
+        problem = tf.where(passes, problem, message)
+    check = tf.debugging.Assert(tf.reduce_all([passes for passes, _ in checks]),
                                 [tf.strings.join([where, ": ", problem])])
     with tf.control_dependencies([check]):
         return decode_image(image_bytes)

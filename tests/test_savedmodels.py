@@ -314,7 +314,7 @@ def png_header(height, width):
     "bad, message",
     [
         (b"<html>not an image</html>", "image_bytes\\[{i}\\]: not a JPEG, PNG, GIF or BMP image"),
-        (photo_bytes("chelsea")[:5000], "Invalid JPEG data"),  # truncated upload
+        (photo_bytes("chelsea")[:5000], "image_bytes\\[{i}\\]: cut short"),  # an upload cut off
         (b"", "image_bytes\\[{i}\\]: an empty string"),
         (png_header(65535, 65535), "image_bytes\\[{i}\\]: 65535 x 65535 pixels, over the limit "
                                    f"of {images.MAX_PIXELS} pixels"),  # a PNG bomb

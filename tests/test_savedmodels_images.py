@@ -90,6 +90,14 @@ def test_a_bad_image_is_named_by_its_place_in_the_batch(bad, problem):
         batch_means([good, good, bad, good])
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "BMP"])
+def test_an_image_cut_short_is_named(fmt):
+    whole = encode(PHOTO, fmt)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"image_bytes\[1\]: cut short: the file lacks its end"):
+        batch_means([whole, whole[: len(whole) // 2]])
+
+
 def test_a_gif_whose_frames_exceed_the_limit_is_refused_before_decoding(monkeypatch):
     monkeypatch.setattr(images, "MAX_PIXELS", 3 * 64 * 64 - 1)  # read when traced
     serve = serving_function()
