@@ -194,3 +194,17 @@ def test_export_base_must_be_a_folder_not_a_url(tmp_path, monkeypatch, url):
     with pytest.raises(ValueError, match="is a URL; export needs a local or mounted folder"):
         versions.write_version(url, "m", write_marker)
     assert not os.listdir(tmp_path)  # no folder named "gs:"
+
+
+def test_readme_starts_the_server_so_that_the_configs_labels_load():
+    """TF Serving refuses labels of versions not yet available, as at startup,
+    unless told otherwise: the README's command must say so."""
+    config = model_server_config_pb2.ModelServerConfig()
+    with open(MODELS_CONFIG) as f:
+        text_format.Parse(f.read(), config)
+    assert any(model.version_labels for model in config.model_config_list.config)
+    with open(os.path.join(os.path.dirname(MODELS_CONFIG), "..", "README.md")) as f:
+        commands = f.read().replace("\\\n", " ").splitlines()
+    served = [line for line in commands if "--model_config_file=/models/models.config" in line]
+    assert served and all(
+        "--allow_version_labels_for_unavailable_models=true" in line for line in served)
