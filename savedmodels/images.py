@@ -1,8 +1,8 @@
 """Client images, decoded within a bound.
 
-A request's bytes can be anything: not an image, a PNG whose header claims
-65535 x 65535 pixels (12 GB once decoded, from a few hundred bytes), a
-strip of 1 x 60000. Each image's format and size are read from its header
+A request's bytes can be anything: not an image, a PNG of 65535 x 65535
+pixels of one colour (12 GiB decoded from a 12 MB file), a strip of
+1 x 60000. Each image's format and size are read from its header
 before it is decoded, so that a bad one costs nothing and fails with
 InvalidArgument naming its place in the batch (image_bytes[3]: ...).
 Evaluation preprocessing then resizes only the centre window
