@@ -10,7 +10,8 @@ Evaluation preprocessing then resizes only the centre window
 bounded by MAX_PIXELS whatever its shape.
 
 Accepted: JPEG, PNG, GIF (first frame) and BMP of 1 to MAX_PIXELS pixels,
-all of a GIF's frames together included, that are not cut short. There is
+all of a GIF's frames together included (and GIFs of up to MAX_GIF_BLOCKS
+blocks), that are not cut short. There is
 no aspect-ratio limit: the window's cost does not grow with it. A file
 corrupt inside fails in TensorFlow's decoder, whose error names no element.
 """
@@ -21,6 +22,9 @@ from keras_resnet.preprocessing import decode_image
 
 # 64 megapixels, 192 MiB decoded: above 48-megapixel camera photos and 8K frames.
 MAX_PIXELS = 2**26
+# A GIF's frames are counted block by block (each some 255 bytes): at most
+# this many, about 16 MB of GIF, so that counting costs a bounded time.
+MAX_GIF_BLOCKS = 2**16
 _HEADER = 26  # bytes that hold the PNG, GIF and BMP sizes
 _MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "gif": b"GIF8", "bmp": b"BM"}
 
@@ -68,7 +72,8 @@ def header_size(image_bytes):
 def gif_frame_pixels(image_bytes, limit):
     """The pixels of a GIF's frames together, counted from its blocks up to
     the trailer or past `limit`: TensorFlow's GIF decoder reads every frame
-    into memory, even when only the first is kept."""
+    into memory, even when only the first is kept. -1 for a GIF of more
+    than MAX_GIF_BLOCKS blocks, whose count would cost too much time."""
     data = tf.cast(tf.io.decode_raw(tf.strings.join([image_bytes, b"\0" * 16]), tf.uint8),
                    tf.int64)
     end = tf.cast(tf.strings.length(image_bytes), tf.int64)
@@ -77,7 +82,7 @@ def gif_frame_pixels(image_bytes, limit):
     def table(packed):  # a colour table's bytes, if its flag bit is set
         return tf.where(packed >= 128, 3 * 2 ** (packed % 8 + 1), zero)
 
-    def step(pos, in_sub_blocks, pixels):
+    def step(pos, in_sub_blocks, pixels, blocks):
         size = data[pos]
 
         def sub_block():  # size byte and data; a zero size ends the block
@@ -90,12 +95,13 @@ def gif_frame_pixels(image_bytes, limit):
             width, height = data[pos + 5] + 256 * data[pos + 6], data[pos + 7] + 256 * data[pos + 8]
             return pos + skip, image | extension, pixels + tf.where(image, width * height, zero)
 
-        return tf.cond(in_sub_blocks, sub_block, block)
+        return (*tf.cond(in_sub_blocks, sub_block, block), blocks + 1)
 
-    _, _, pixels = tf.while_loop(
-        lambda pos, in_sub_blocks, pixels: (pos < end) & (pixels <= limit), step,
-        (13 + table(data[10]), tf.constant(False), zero))
-    return pixels
+    pos, _, pixels, _ = tf.while_loop(
+        lambda pos, in_sub_blocks, pixels, blocks:
+            (pos < end) & (pixels <= limit) & (blocks < MAX_GIF_BLOCKS),
+        step, (13 + table(data[10]), tf.constant(False), zero, zero))
+    return tf.where((pos < end) & (pixels <= limit), tf.constant(-1, tf.int64), pixels)
 
 
 def _contains(image_bytes, marker):
@@ -129,6 +135,7 @@ def decode(image_bytes, where):
         (pixels > 0, "not a JPEG, PNG, GIF or BMP image"),
         (pixels <= MAX_PIXELS, tf.strings.format(
             f"{{}} x {{}} pixels, over the limit of {MAX_PIXELS} pixels", (size[0], size[1]))),
+        (frames >= 0, f"a GIF of over {MAX_GIF_BLOCKS} blocks"),
         (frames <= MAX_PIXELS, f"a GIF whose frames hold over {MAX_PIXELS} pixels together"),
         (_complete(image_bytes), "cut short: the file lacks its end"),
     ]

@@ -107,6 +107,14 @@ def test_a_gif_whose_frames_exceed_the_limit_is_refused_before_decoding(monkeypa
         batch_means([animated_gif(2), animated_gif(3)], serve)
 
 
+def test_a_gif_of_too_many_blocks_to_count_is_refused(monkeypatch):
+    monkeypatch.setattr(images, "MAX_GIF_BLOCKS", 8)  # read when traced
+    gif = tf.constant(animated_gif(3))  # 3 frames: some 20 blocks
+    assert images.gif_frame_pixels(gif, 2**26).numpy() == -1
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"image_bytes\[0\]: a GIF of over 8 "):
+        batch_means([animated_gif(3)], serving_function())
+
+
 def test_an_empty_batch_is_named():
     with pytest.raises(tf.errors.InvalidArgumentError, match="image_bytes: an empty batch"):
         batch_means([])
