@@ -22,9 +22,10 @@ from keras_resnet.preprocessing import decode_image
 
 # 64 megapixels, 192 MiB decoded: above 48-megapixel camera photos and 8K frames.
 MAX_PIXELS = 2**26
-# A GIF's frames are counted block by block (each some 255 bytes): at most
-# this many, about 16 MB of GIF, so that counting costs a bounded time.
-MAX_GIF_BLOCKS = 2**16
+# A GIF's frames are counted block by block, one graph step each: at most
+# this many blocks (about 4 MB of GIF at 255 bytes a block; about a second of
+# one loaded core for a GIF of tiny blocks), so that counting has a bound.
+MAX_GIF_BLOCKS = 2**14
 _HEADER = 26  # bytes that hold the PNG, GIF and BMP sizes
 _MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "gif": b"GIF8", "bmp": b"BM"}
 
