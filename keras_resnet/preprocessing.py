@@ -49,6 +49,30 @@ def resize_shorter_side(image, size):
     return tf.image.resize(image, new, method="bilinear", antialias=True)
 
 
+def eval_center_crop(image, size):
+    """The eval view: shorter side to 256/224 * size, the centre size x size.
+
+    Computed as the resize-then-crop it stands for (same kernel, scales and
+    offsets, to float rounding), but from the crop's window of the source
+    alone (plus the kernel's reach), so that its cost is that of the window
+    whatever the image's shape: a 1 x 2000 image never becomes 256 x 512000.
+    Any numeric dtype in, float32 out.
+    """
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    resized = tf.round(shape * round(size * EVAL_RESIZE_RATIO) / tf.reduce_min(shape))
+    scale = resized / shape  # per axis, as tf.image.resize scales
+    offset = tf.floor((resized - size) / 2)  # center_crop's top and left
+    reach = tf.math.ceil(tf.maximum(1.0, 1.0 / scale)) + 1  # antialiased triangle kernel
+    start = tf.maximum(0.0, tf.floor(offset / scale) - reach)
+    end = tf.minimum(shape, tf.math.ceil((offset + size) / scale) + reach)
+    begin, stop = tf.cast(start, tf.int32), tf.cast(end, tf.int32)
+    window = image[begin[0] : stop[0], begin[1] : stop[1]]
+    return tf.raw_ops.ScaleAndTranslate(
+        images=window[tf.newaxis], size=[size, size], scale=scale,
+        translation=start * scale - offset, kernel_type="triangle", antialias=True,
+    )[0]
+
+
 def center_crop(image, size):
     shape = tf.shape(image)
     top = (shape[0] - size) // 2
@@ -91,8 +115,9 @@ class EvalPreprocessing:
 
     kind "cifar": resize to `image_size` if needed, subtract `mean_image`
     (the per-pixel mean of the training split, paper section 4.2).
-    kind "imagenet": shorter side to 256/224 * image_size, centre crop,
-    keras.applications normalization.
+    kind "imagenet": shorter side to 256/224 * image_size, centre crop
+    (`eval_center_crop`: only the crop's window is resized), keras.applications
+    normalization.
     """
 
     kind: str
@@ -113,18 +138,17 @@ class EvalPreprocessing:
 
     def resize(self, image):
         """uint8 image of any size to the model's spatial size (float32)."""
+        if self.kind == "imagenet":
+            return eval_center_crop(image, self.image_size)
         image = tf.cast(image, tf.float32)
-        if self.kind == "cifar":
-            size = self.image_size
-            shape = tf.shape(image)
-            # The training images are already at size: leave them bit-exact.
-            return tf.cond(
-                tf.logical_and(shape[0] == size, shape[1] == size),
-                lambda: image,
-                lambda: tf.image.resize(image, [size, size], antialias=True),
-            )
-        image = resize_shorter_side(image, round(self.image_size * EVAL_RESIZE_RATIO))
-        return center_crop(image, self.image_size)
+        size = self.image_size
+        shape = tf.shape(image)
+        # The training images are already at size: leave them bit-exact.
+        return tf.cond(
+            tf.logical_and(shape[0] == size, shape[1] == size),
+            lambda: image,
+            lambda: tf.image.resize(image, [size, size], antialias=True),
+        )
 
     def normalize(self, image):
         """Pixels 0..255 at the model's size to model inputs."""

@@ -2,7 +2,8 @@
 
   export        the binary (python -m savedmodels.export, keras-resnet-export)
   sources       where the model, preprocessing and class names come from
-  signatures    serving_default, predict_tensor, classify_tf_example
+  signatures    serving_default, predict_tensor, classify
+  images        client images, checked and decoded within a bound
   saved_model   one SavedModel folder: signatures, labels asset, warm-up
   warmup        assets.extra/tf_serving_warmup_requests
   versions      <export_base>/<model_name>/<version>, atomic publication, pruning

@@ -4,9 +4,10 @@ r"""Exports a ResNet classifier as a SavedModel that TF Serving loads as it is.
   keras-resnet-export --model=resnet50 --weights=imagenet --export_base=/srv/models
 
 writes /srv/models/<model_name>/<version>/ with the signatures serving_default
-(encoded images), predict_tensor (pixels) and classify_tf_example, class
-names as an asset and TF Serving warm-up requests. The version appears in
-one rename, so a server watching --export_base never loads half of it.
+(encoded images), predict_tensor (pixels) and classify (tf.Examples, for TF
+Serving's Classify API), class names as an asset and TF Serving warm-up
+requests. The version appears in one rename, so a server watching
+--export_base never loads half of it.
 
 The flags are defined by `define_flags`, which `run` calls, so that importing
 this module (as the trainer does for `export_model_dir`) defines none.
@@ -42,14 +43,16 @@ def define_flags(flag_values=FLAGS):
     flags.DEFINE_string("labels", None, "Class names, one per line in class order. Default: "
                         "the model_dir's labels.txt, else CIFAR-10 names for 10-class CIFAR "
                         "models, else class numbers.", **f)
-    flags.DEFINE_string("export_base", None, "The folder TF Serving watches; the SavedModel "
-                        "goes to <export_base>/<model_name>/<version>.", **f)
+    flags.DEFINE_string("export_base", None, "The local or mounted folder TF Serving "
+                        "watches; the SavedModel goes to <export_base>/<model_name>/<version>. "
+                        "Not a URL (gs://, s3://): publication is an atomic folder rename.", **f)
     flags.DEFINE_string("model_name", None, "The served model's name. Default: the zoo name, "
                         "the model_dir's folder name or the .keras file's name.", **f)
     flags.DEFINE_integer("version", None, "The version to write; it must not exist. "
                          "Default: one more than the highest version.", lower_bound=1, **f)
-    flags.DEFINE_integer("keep_versions", None, "Keep the new version and the newest N-1 "
-                         "others, deleting older ones. Default: keep all.", lower_bound=1, **f)
+    flags.DEFINE_integer("keep_versions", None, "Keep the new version and the N-1 versions "
+                         "just below it, deleting older ones; versions above it are never "
+                         "deleted. Default: keep all.", lower_bound=1, **f)
     flags.DEFINE_integer("top_k", None, "How many classes top_k_classes and top_k_scores "
                          "give. Default: min(5, number of classes).", lower_bound=1, **f)
     flags.DEFINE_list("warmup_images", None, "Image files for the warm-up requests. "
@@ -92,6 +95,7 @@ def export_model_dir(model_dir, export_base, **options):
 def export_from_flags(flag_values=FLAGS):
     """Runs the export that parsed flags describe; returns the new version's path."""
     fv = flag_values
+    versions.check_export_base(fv.export_base)  # before the (slow) model loads
     source = sources.load_source(
         model_dir=fv.model_dir, keras_file=fv.keras_file, model=fv.model,
         weights=fv.weights, preprocessing=fv.preprocessing, labels=fv.labels,

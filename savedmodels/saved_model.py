@@ -1,6 +1,7 @@
 """One SavedModel folder, as TF Serving loads it:
 
   saved_model.pb, variables/          the signatures of savedmodels.signatures
+  fingerprint.pb                      the checksums of saved_model.pb and variables
   assets/labels.txt                   class names, read by the class_names output
   assets.extra/tf_serving_warmup_requests
 
@@ -11,6 +12,8 @@ import os
 import tempfile
 
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.python.saved_model import fingerprinting_utils
 
 from savedmodels import predict_api, signatures, warmup
 
@@ -33,6 +36,26 @@ def check_exportable(model, preprocessing, class_names, top_k=None):
         raise ValueError(f"class names must be non-empty single lines; got {bad[:3]}")
 
 
+def set_method_names(path, method_names):
+    """Sets {signature: method name} in saved_model.pb, then rewrites
+    fingerprint.pb, whose checksum covers saved_model.pb.
+
+    tf.saved_model.save writes tensorflow/serving/predict for every
+    signature, and TF Serving's Classify API only runs a signature whose
+    method name is tensorflow/serving/classify.
+    """
+    pb = os.path.join(path, "saved_model.pb")
+    proto = saved_model_pb2.SavedModel()
+    with open(pb, "rb") as f:
+        proto.ParseFromString(f.read())
+    for meta_graph in proto.meta_graphs:
+        for name, method_name in method_names.items():
+            meta_graph.signature_def[name].method_name = method_name
+    with open(pb, "wb") as f:
+        f.write(proto.SerializeToString())
+    fingerprinting_utils.write_fingerprint(path)
+
+
 def write_saved_model(
     path, model, preprocessing, class_names, model_name, top_k=None,
     warmup_images=None, replay_warmup=True,
@@ -52,6 +75,7 @@ def write_saved_model(
             f.write("".join(f"{name}\n" for name in class_names))
         module = signatures.ServingModule(model, preprocessing, labels_path, top_k)
         tf.saved_model.save(module, path, signatures=module.signatures())
+    set_method_names(path, {signatures.CLASSIFY: signatures.CLASSIFY_METHOD_NAME})
     requests = warmup.warmup_requests(model_name, images, preprocessing)
     warmup.write_warmup(path, requests)
     if replay_warmup:

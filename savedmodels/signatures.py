@@ -1,29 +1,37 @@
 """The serving signatures: what a SavedModel takes in and gives back.
 
-Three ways in, one way out:
+  serving_default  image_bytes: string [batch]  JPEG, PNG, GIF or BMP
+  predict_tensor   pixels: float32 [batch, size, size, 3]  RGB 0..255
+      both give OUTPUTS, for TF Serving's Predict API
+  classify         inputs: string [batch]  serialized tf.Example, image/encoded
+      gives classes (string [batch, top_k], class names) and scores (float32
+      [batch, top_k]), for TF Serving's Classify API (gRPC Classify,
+      /v1/models/<name>:classify); its method name is set by
+      savedmodels.saved_model, since tf.saved_model.save writes predict's.
+      A real Classify signature rather than a predict-only one taking
+      tf.Examples: Classify is the server's API for classifiers, whose
+      clients send features and get labelled scores without knowing any
+      tensor name, and Predict runs this signature as well.
 
-  serving_default      image_bytes: string [batch]  JPEG, PNG, GIF or BMP
-  predict_tensor       pixels: float32 [batch, size, size, 3]  RGB 0..255
-  classify_tf_example  examples: string [batch]  tf.Example with image/encoded
-
-Encoded images go through `decode_image` and `EvalPreprocessing`, the one
-definition of evaluation preprocessing; pixels get its normalization only.
-Every signature returns the same outputs, in float32 even when the model
-computes in mixed precision.
+Encoded images go through `savedmodels.images` (checked, bounded decoding)
+and `EvalPreprocessing`, the one definition of evaluation preprocessing;
+pixels get its normalization only. Outputs are float32 even when the model
+computes in mixed precision. An empty batch is an InvalidArgument.
 """
 
 import tensorflow as tf
 
-from keras_resnet.preprocessing import decode_image
+from savedmodels import images
 
 SERVING_DEFAULT = "serving_default"
 PREDICT_TENSOR = "predict_tensor"
-CLASSIFY_TF_EXAMPLE = "classify_tf_example"
+CLASSIFY = "classify"
 SIGNATURE_INPUTS = {
     SERVING_DEFAULT: "image_bytes",
     PREDICT_TENSOR: "pixels",
-    CLASSIFY_TF_EXAMPLE: "examples",
+    CLASSIFY: "inputs",  # the names TF Serving's classifier looks up
 }
+CLASSIFY_METHOD_NAME = "tensorflow/serving/classify"
 EXAMPLE_IMAGE_KEY = "image/encoded"
 OUTPUTS = ("probabilities", "classes", "class_names", "top_k_classes", "top_k_scores")
 DEFAULT_TOP_K = 5
@@ -101,14 +109,12 @@ class ServingModule(tf.Module):
             "top_k_scores": top.values,
         }
 
-    def _model_inputs(self, image_bytes):
+    def _model_inputs(self, image_bytes, name):
         size = self.image_size
-        return tf.map_fn(
-            lambda encoded: tf.ensure_shape(
-                self.preprocessing(decode_image(encoded)), [size, size, 3]
-            ),
-            image_bytes,
-            fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
+        return images.decode_batch(
+            image_bytes, name,
+            lambda image: tf.ensure_shape(self.preprocessing(image), [size, size, 3]),
+            tf.TensorSpec([size, size, 3], tf.float32),
         )
 
     def signatures(self):
@@ -122,21 +128,26 @@ class ServingModule(tf.Module):
         size = self.image_size
 
         def serving_default(image_bytes):
-            return self._outputs(self._model_inputs(image_bytes))
+            return self._outputs(self._model_inputs(image_bytes, "image_bytes"))
 
         def predict_tensor(pixels):
-            return self._outputs(self.preprocessing.normalize(pixels))
+            with tf.control_dependencies([images.check_not_empty(pixels, "pixels")]):
+                return self._outputs(self.preprocessing.normalize(pixels))
 
-        def classify_tf_example(examples):
+        def classify(inputs):
             features = tf.io.parse_example(
-                examples, {EXAMPLE_IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)}
+                inputs, {EXAMPLE_IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)}
             )
-            return self._outputs(self._model_inputs(features[EXAMPLE_IMAGE_KEY]))
+            outputs = self._outputs(self._model_inputs(features[EXAMPLE_IMAGE_KEY], "inputs"))
+            return {
+                "classes": self.class_names.lookup(outputs["top_k_classes"]),
+                "scores": outputs["top_k_scores"],
+            }
 
         inputs = {
             SERVING_DEFAULT: (serving_default, [None], tf.string),
             PREDICT_TENSOR: (predict_tensor, [None, size, size, 3], tf.float32),
-            CLASSIFY_TF_EXAMPLE: (classify_tf_example, [None], tf.string),
+            CLASSIFY: (classify, [None], tf.string),
         }
         functions = {
             name: tf.function(fn).get_concrete_function(

@@ -5,6 +5,7 @@ names are integers, the highest by default. A version is written into a
 hidden, non-integer folder beside it and renamed into place in one step, and
 an old version is renamed out of sight before it is deleted, so the server
 (or any reader) never sees a version that is half written or half removed.
+Pruning removes only versions older than the one just written.
 A writer killed midway leaves only a `.tmp-*` folder, which the server
 ignores.
 """
@@ -75,17 +76,42 @@ def _publish(tmp, model_base, version):
                 raise
 
 
-def prune(model_base, keep, protect):
-    """Keeps `protect` and the newest keep - 1 other versions; removes the rest."""
+def prune(model_base, keep, written):
+    """Keeps `written` and the keep - 1 versions just below it; removes older ones.
+
+    Versions above `written` are never touched: they are another exporter's
+    newer work, or versions being served next to an explicit older
+    --version. Two exporters pruning at once may both pick a version; the
+    one that does not get to rename it lets it go.
+    """
     if keep < 1:
         raise ValueError(f"keep_versions={keep} must be >= 1")
-    others = [v for v in versions(model_base) if v != protect]
-    removed = others[: max(0, len(others) - (keep - 1))]
-    for version in removed:
+    older = [v for v in versions(model_base) if v < written]
+    removed = []
+    for version in older[: max(0, len(older) - (keep - 1))]:
         hidden = _hidden_folder(model_base, f"prune-{version}")
-        os.rename(os.path.join(model_base, str(version)), hidden)
+        try:
+            os.rename(os.path.join(model_base, str(version)), hidden)
+        except FileNotFoundError:
+            continue  # another exporter pruned it first
         shutil.rmtree(hidden)
+        removed.append(version)
     return removed
+
+
+def check_export_base(export_base):
+    """A local (or mounted) folder: publication is an atomic folder rename,
+    which object stores (gs://, s3://) do not have."""
+    if not isinstance(export_base, str) or not export_base:
+        raise ValueError(f"export_base={export_base!r} must be a folder")
+    if "://" in export_base:
+        raise ValueError(
+            f"--export_base={export_base!r} is a URL; export needs a local or mounted "
+            "folder, since a version is published by an atomic folder rename, which "
+            "object stores do not have. Export to a local folder and copy the version "
+            "folder to the bucket (where TF Serving reads it) when it is complete"
+        )
+    return export_base
 
 
 def write_version(export_base, model_name, write, version=None, keep_versions=None):
@@ -94,9 +120,10 @@ def write_version(export_base, model_name, write, version=None, keep_versions=No
     `version`: an integer that must be free, or None for the next free one
     (counted at the rename, so concurrent exporters get distinct versions).
     `keep_versions`: None keeps every version; N keeps the new one and the
-    newest N - 1 others. Returns the path of the new version.
+    N - 1 versions just below it, and never a version above it (`prune`).
+    Returns the path of the new version.
     """
-    model_base = os.path.join(export_base, check_model_name(model_name))
+    model_base = os.path.join(check_export_base(export_base), check_model_name(model_name))
     if version is not None:
         version = int(version)
         if version < 1:
@@ -117,5 +144,5 @@ def write_version(export_base, model_name, write, version=None, keep_versions=No
             if created and not os.listdir(model_base):
                 os.rmdir(model_base)
     if keep_versions is not None:
-        prune(model_base, keep_versions, protect=version)
+        prune(model_base, keep_versions, written=version)
     return os.path.join(model_base, str(version))

@@ -19,6 +19,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from keras_resnet.preprocessing import decode_image
+from savedmodels import images as images_lib
 from savedmodels import signatures
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
@@ -34,7 +35,7 @@ def read_images(paths):
         with open(path, "rb") as f:
             data = f.read()
         try:
-            decode_image(data)
+            images_lib.decode(data, path)
         except tf.errors.InvalidArgumentError as error:
             raise ValueError(f"warm-up image {path!r} does not decode: {error.message}") from None
         images.append(data)
@@ -44,7 +45,7 @@ def read_images(paths):
 
 
 def tf_example(image_bytes):
-    """A serialized tf.Example holding one encoded image, as classify_tf_example takes."""
+    """A serialized tf.Example holding one encoded image, as classify takes."""
     feature = tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_bytes]))
     example = tf.train.Example(
         features=tf.train.Features(feature={signatures.EXAMPLE_IMAGE_KEY: feature})
@@ -74,7 +75,8 @@ def warmup_requests(model_name, images, preprocessing):
         predict_request(model_name, signatures.SERVING_DEFAULT, images[:1]),
         predict_request(model_name, signatures.SERVING_DEFAULT, images),
         predict_request(model_name, signatures.PREDICT_TENSOR, pixels),
-        predict_request(model_name, signatures.CLASSIFY_TF_EXAMPLE, [tf_example(images[0])]),
+        # TF Serving's Predict also runs classify-method signatures.
+        predict_request(model_name, signatures.CLASSIFY, [tf_example(images[0])]),
     ]
 
 

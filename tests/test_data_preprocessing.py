@@ -2,9 +2,14 @@
 PCA lighting) decoding only their crop window, the eval path
 (EvalPreprocessing), 10-crop testing, and the CIFAR recipe in the pipeline."""
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
+import skimage.data
 import tensorflow as tf
 from data_fixtures import cifar_arrays, cifar_tree, imagenet_raw, photo_jpegs  # noqa: F401
 
@@ -81,6 +86,43 @@ def test_colour_augmentation_shifts_colours_only():
     assert not np.allclose(shifted, 128.0)
     assert np.allclose(shifted, shifted[0, 0])  # one RGB offset for the whole image
     assert np.abs(shifted - 128.0).max() < 40
+
+
+@pytest.mark.parametrize("rows, cols", [(slice(None), slice(None)), (slice(0, 97), slice(0, 300)),
+                                        (slice(None), slice(0, 50)), (slice(0, 1), slice(None))])
+def test_eval_crop_is_the_resize_then_crop_it_stands_for(rows, cols):
+    side = round(224 * prep.EVAL_RESIZE_RATIO)
+    for name in ("chelsea", "astronaut", "coffee", "rocket"):
+        image = getattr(skimage.data, name)()[rows, cols]
+        whole = prep.resize_shorter_side(tf.cast(image, tf.float32), side)
+        np.testing.assert_allclose(prep.eval_center_crop(image, 224).numpy(),
+                                   prep.center_crop(whole, 224).numpy(), rtol=0, atol=0.02)
+
+
+STRIP_MEMORY = """
+import numpy as np, skimage.data
+from keras_resnet.preprocessing import EvalPreprocessing
+
+def peak_mib():  # this process's own, where ru_maxrss may be its parent's
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) // 1024
+
+preprocessing = EvalPreprocessing("imagenet", 224)
+photo = skimage.data.coffee()  # 400 x 600
+preprocessing(photo)
+before = peak_mib()
+preprocessing(np.tile(photo[200:201], (1, 2, 1)))  # a 1 x 1200 strip
+print(peak_mib() - before)
+"""
+
+
+def test_eval_view_of_a_strip_costs_its_window_not_the_whole_resize():
+    """Resizing a 1 x 1200 strip's shorter side to 256 would take 0.9 GB."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", STRIP_MEMORY], cwd=root, check=True,
+                          capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": root, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert int(done.stdout.split()[-1]) < 50  # MiB of peak RSS added by the strip
 
 
 def test_ten_crop_views_centre_is_the_eval_view(photo_jpegs):

@@ -25,6 +25,8 @@ import skimage.data
 import tensorflow as tf
 from absl import app, flags
 from PIL import Image
+from tensorflow.core.protobuf import fingerprint_pb2
+from tensorflow.python.saved_model.pywrap_saved_model import fingerprinting as fingerprinting_pywrap
 from tensorflow_serving.apis import predict_pb2
 
 import keras_resnet
@@ -44,8 +46,12 @@ TOLERANCE = 1e-5
 @functools.lru_cache(maxsize=None)
 def photo_bytes(name, fmt="JPEG"):
     """A skimage.data photo, encoded as a client would send it."""
+    return photo_array_bytes(getattr(skimage.data, name)(), fmt)
+
+
+def photo_array_bytes(array, fmt="PNG"):
     buffer = io.BytesIO()
-    Image.fromarray(getattr(skimage.data, name)()).save(buffer, fmt)
+    Image.fromarray(array).save(buffer, fmt)
     return buffer.getvalue()
 
 
@@ -167,16 +173,20 @@ def test_saved_model_cli_show_lists_signatures_and_names(cifar):
     expected_inputs = {
         "serving_default": ("image_bytes", "DT_STRING", "(-1)"),
         "predict_tensor": ("pixels", "DT_FLOAT", "(-1, 32, 32, 3)"),
-        "classify_tf_example": ("examples", "DT_STRING", "(-1)"),
+        "classify": ("inputs", "DT_STRING", "(-1)"),
     }
-    expected_outputs = {
+    predict_outputs = {
         "probabilities": ("DT_FLOAT", "(-1, 10)"), "classes": ("DT_INT64", "(-1)"),
         "class_names": ("DT_STRING", "(-1)"), "top_k_classes": ("DT_INT64", "(-1, 5)"),
         "top_k_scores": ("DT_FLOAT", "(-1, 5)"),
     }
+    # What TF Serving's Classify API checks (classifier.cc).
+    classify_outputs = {"classes": ("DT_STRING", "(-1, 5)"), "scores": ("DT_FLOAT", "(-1, 5)")}
     for name, (alias, dtype, shape) in expected_inputs.items():
         body, method = blocks[name]
-        assert method == "tensorflow/serving/predict"
+        classify = name == "classify"
+        assert method == f"tensorflow/serving/{'classify' if classify else 'predict'}"
+        expected_outputs = classify_outputs if classify else predict_outputs
         inputs, outputs = body.split("contains the following output(s):")
         assert re.findall(r"inputs\['(\w+)'\] tensor_info:\n\s+dtype: (\w+)\n\s+shape: (.*)\n",
                           inputs) == [(alias, dtype, shape)]
@@ -217,7 +227,7 @@ for path, inputs in zip(sys.argv[2::2], sys.argv[3::2]):
     loaded = tf.saved_model.load(path)
     feeds = np.load(inputs, allow_pickle=True)
     for signature, alias in [("serving_default", "image_bytes"), ("predict_tensor", "pixels"),
-                             ("classify_tf_example", "examples")]:
+                             ("classify", "inputs")]:
         outputs = loaded.signatures[signature](**{alias: tf.constant(feeds[signature])})
         for name, value in outputs.items():
             results[f"{path}|{signature}|{name}"] = value.numpy()
@@ -234,7 +244,7 @@ def test_fresh_process_signatures_match_keras(cifar, imagenet, mixed, tmp_path):
                            for b in jpegs()])
         feeds = str(tmp_path / f"in{i}.npz")
         np.savez(feeds, serving_default=np.array(images, dtype=object), predict_tensor=pixels,
-                 classify_tf_example=np.array([warmup.tf_example(b) for b in jpegs()], object))
+                 classify=np.array([warmup.tf_example(b) for b in jpegs()], object))
         argv += [exported["path"], feeds]
         exported["images"] = images
     subprocess.run(argv, env=ENV, check=True, capture_output=True)
@@ -247,9 +257,18 @@ def test_fresh_process_signatures_match_keras(cifar, imagenet, mixed, tmp_path):
         with open(os.path.join(exported["path"], "assets", "labels.txt")) as f:
             labels = f.read().splitlines()
         for signature in signatures.SIGNATURE_INPUTS:
+            reference = expected if signature == "serving_default" else expected[:len(JPEGS)]
+            if signature == "classify":
+                classes = results[f"{exported['path']}|classify|classes"]
+                top = np.argsort(-reference, axis=1)[:, :classes.shape[1]]
+                assert [[n.decode() for n in row] for row in classes] == \
+                    [[labels[c] for c in row] for row in top]
+                np.testing.assert_allclose(results[f"{exported['path']}|classify|scores"],
+                                           np.take_along_axis(reference, top, 1),
+                                           rtol=0, atol=TOLERANCE)
+                continue
             out = {name: results[f"{exported['path']}|{signature}|{name}"]
                    for name in signatures.OUTPUTS}
-            reference = expected if signature == "serving_default" else expected[:len(JPEGS)]
             assert out["probabilities"].dtype == np.float32
             np.testing.assert_allclose(out["probabilities"], reference, rtol=0, atol=TOLERANCE,
                                        err_msg=f"{exported['path']} {signature}")
@@ -275,8 +294,8 @@ def test_mixed_precision_model_exports_float32_outputs(mixed):
     loaded = tf.saved_model.load(mixed["path"])
     for signature in signatures.SIGNATURE_INPUTS:
         specs = loaded.signatures[signature].structured_outputs
-        assert specs["probabilities"].dtype == tf.float32
-        assert specs["top_k_scores"].dtype == tf.float32
+        for name in ["probabilities", "top_k_scores", "scores"]:
+            assert name not in specs or specs[name].dtype == tf.float32
 
 
 # --- errors ------------------------------------------------------------------
@@ -285,29 +304,83 @@ def test_mixed_precision_model_exports_float32_outputs(mixed):
 @pytest.mark.parametrize(
     "bad, message",
     [
-        (b"<html>not an image</html>", "Unknown image file format"),
-        (photo_bytes("chelsea")[:5000], "Invalid JPEG data"),  # truncated upload
-        (b"", "Input is empty"),
+        (b"<html>not an image</html>", "image_bytes\\[{i}\\]: not a JPEG, PNG, GIF or BMP image"),
+        (photo_bytes("chelsea")[:5000], "image_bytes\\[{i}\\]: cut short"),  # an upload cut off
+        (b"", "image_bytes\\[{i}\\]: an empty string"),
     ],
 )
 def test_corrupt_image_in_a_batch_is_invalid_argument_and_the_next_request_works(
         cifar, loaded, bad, message):
     serve = loaded.signatures["serving_default"]
-    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message.format(i=1)):
         serve(image_bytes=tf.constant([photo_bytes("coffee"), bad]))
     request = predict_pb2.PredictRequest()
     request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto([bad]))
-    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message.format(i=0)):
         predict_api.predict(loaded, request)
     good = serve(image_bytes=tf.constant([photo_bytes("coffee")]))["probabilities"].numpy()
     expected = keras_probabilities(cifar["model"], cifar["preprocessing"], [photo_bytes("coffee")])
     np.testing.assert_allclose(good, expected, rtol=0, atol=TOLERANCE)
 
 
+@pytest.mark.parametrize("signature, alias, empty", [
+    ("serving_default", "image_bytes", tf.constant([], tf.string)),
+    ("predict_tensor", "pixels", tf.zeros([0, 32, 32, 3])),
+    ("classify", "inputs", tf.constant([], tf.string)),
+])
+def test_empty_batch_is_invalid_argument_naming_the_input(loaded, signature, alias, empty):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f"{alias}: an empty batch"):
+        loaded.signatures[signature](**{alias: empty})
+
+
+def test_strips_are_answered_from_their_centre_window(imagenet):
+    row = skimage.data.coffee()[200:201, :500]
+    strips = [photo_array_bytes(np.tile(row, (1, 4, 1))),  # 1 x 2000
+              photo_array_bytes(np.tile(row.transpose(1, 0, 2), (4, 1, 1)))]  # 2000 x 1
+    loaded = tf.saved_model.load(imagenet["path"])
+    got = loaded.signatures["serving_default"](image_bytes=tf.constant(strips))
+    expected = keras_probabilities(imagenet["model"], imagenet["preprocessing"], strips)
+    np.testing.assert_allclose(got["probabilities"].numpy(), expected, rtol=0, atol=TOLERANCE)
+
+
 def test_missing_image_feature_in_a_tf_example_is_invalid_argument(loaded):
     empty = tf.train.Example().SerializeToString()
     with pytest.raises(tf.errors.InvalidArgumentError, match="image/encoded"):
-        loaded.signatures["classify_tf_example"](examples=tf.constant([empty]))
+        loaded.signatures["classify"](inputs=tf.constant([empty]))
+
+
+# --- TF Serving's Classify API ------------------------------------------------
+
+
+def test_classify_signature_runs_in_tf_servings_loader(cifar):
+    """TF Serving loads a SavedModel with the TF1 loader and runs a Classify
+    request as a session run of the signature's tensors, after checking its
+    method name, input and outputs (classifier.cc)."""
+    images = jpegs()
+    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], cifar["path"])
+        signature = meta_graph.signature_def["classify"]
+        assert signature.method_name == "tensorflow/serving/classify"
+        assert list(signature.inputs) == ["inputs"]
+        assert signature.inputs["inputs"].dtype == tf.string.as_datatype_enum
+        assert sorted(signature.outputs) == ["classes", "scores"]
+        assert signature.outputs["classes"].dtype == tf.string.as_datatype_enum
+        assert signature.outputs["scores"].dtype == tf.float32.as_datatype_enum
+        classes, scores = session.run(
+            [signature.outputs["classes"].name, signature.outputs["scores"].name],
+            {signature.inputs["inputs"].name: [warmup.tf_example(b) for b in images]},
+        )
+    expected = keras_probabilities(cifar["model"], cifar["preprocessing"], images)
+    top = np.argsort(-expected, axis=1)[:, :5]
+    assert classes.shape == scores.shape == (len(images), 5)
+    assert [[n.decode() for n in row] for row in classes] == [[LABELS[c] for c in r] for r in top]
+    np.testing.assert_allclose(scores, np.take_along_axis(expected, top, 1), rtol=0,
+                               atol=TOLERANCE)
+    # The method name was set after saving: fingerprint.pb was rewritten to match.
+    written = tf.saved_model.experimental.read_fingerprint(cifar["path"])
+    fresh = fingerprint_pb2.FingerprintDef.FromString(
+        fingerprinting_pywrap.CreateFingerprintDef(cifar["path"]))
+    assert written.saved_model_checksum == fresh.saved_model_checksum
 
 
 # --- TF Serving's request formats --------------------------------------------
@@ -318,14 +391,19 @@ def test_grpc_predict_requests_from_real_images(cifar, loaded):
     expected = keras_probabilities(cifar["model"], cifar["preprocessing"], images)
     pixels = np.stack([cifar["preprocessing"].resize(decode_image(b)).numpy() for b in images])
     for signature, value in [("serving_default", images), ("predict_tensor", pixels),
-                             ("classify_tf_example", [warmup.tf_example(b) for b in images])]:
+                             ("classify", [warmup.tf_example(b) for b in images])]:
         request = warmup.predict_request("resnet20_photos", signature, value)
         wire = predict_pb2.PredictRequest.FromString(request.SerializeToString())
         response = predict_api.predict(loaded, wire, version=1)
         response = predict_pb2.PredictResponse.FromString(response.SerializeToString())
         assert response.model_spec.signature_name == signature
-        assert sorted(response.outputs) == sorted(signatures.OUTPUTS)
         outputs = {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
+        if signature == "classify":  # TF Serving's Predict runs classify signatures too
+            assert sorted(outputs) == ["classes", "scores"]
+            assert [n.decode() for n in outputs["classes"][:, 0]] == \
+                [LABELS[c] for c in expected.argmax(axis=1)]
+            continue
+        assert sorted(outputs) == sorted(signatures.OUTPUTS)
         np.testing.assert_allclose(outputs["probabilities"], expected, rtol=0, atol=TOLERANCE)
         assert [n.decode() for n in outputs["class_names"]] == \
             [LABELS[c] for c in expected.argmax(axis=1)]
@@ -368,6 +446,9 @@ def test_warmup_file_holds_prediction_logs_the_model_answers(cifar):
     loaded = tf.saved_model.load(cifar["path"])
     for request in requests:
         response = predict_api.predict(loaded, request)
+        if request.model_spec.signature_name == "classify":
+            assert tf.make_ndarray(response.outputs["scores"]).shape == (1, 5)
+            continue
         probabilities = tf.make_ndarray(response.outputs["probabilities"])
         if request.model_spec.signature_name == "serving_default":
             images = list(tf.make_ndarray(request.inputs["image_bytes"]))
@@ -481,6 +562,15 @@ def test_bad_flags_say_which_flag(flag_files, tmp_path, args, message):
 def test_flag_values_rejected_when_parsed(args, flag):
     with pytest.raises(flags.IllegalFlagValueError, match=f"--{flag}"):
         run_export(*args)
+
+
+@pytest.mark.parametrize("url", ["gs://bucket/models", "s3://bucket/models"])
+def test_export_base_url_is_rejected_before_anything_is_written(flag_files, tmp_path,
+                                                                monkeypatch, url):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=f"--export_base='{url}' is a URL; .*atomic folder rename"):
+        run_export(f"--model_dir={flag_files['model_dir']}", f"--export_base={url}")
+    assert not os.listdir(tmp_path)  # no folder named "gs:"
 
 
 def test_explicit_version_must_be_new(cifar):

@@ -7,6 +7,7 @@ the errors; tests/test_savedmodels.py sends real images to real exports.
 
 import base64
 import json
+import re
 
 import numpy as np
 import pytest
@@ -82,22 +83,62 @@ def test_rest_columnar_format(loaded):
     assert predict_api.predict_json(loaded, {"inputs": {"x": [[1, 1]]}}) == {"outputs": [2.0]}
 
 
+def test_rest_columnar_inputs_ignore_keys_the_signature_lacks(loaded):
+    assert predict_api.predict_json(loaded, {"inputs": {"x": [[1, 2]], "y": [1]}}) == \
+        {"outputs": [3.0]}
+
+
+PAIR = {"signature_name": "pair"}
+
+
 @pytest.mark.parametrize(
     "body, message",
     [
-        ({"instances": [[1, 2]], "inputs": [[1, 2]]}, "exactly one of 'instances' or 'inputs'"),
-        ({}, "exactly one of 'instances' or 'inputs'"),
+        ({"instances": [[1, 2]], "inputs": [[1, 2]]}, "only one of 'inputs' or 'instances'"),
+        ({}, "Missing 'inputs' or 'instances' key"),
+        ({"instances": []}, "No values in 'instances' array"),
+        ({"instances": {"x": [1, 2]}}, "'instances' to be an list/array"),
         ("{not json", "JSON Parse error"),
-        ({"instances": ["text"]}, "JSON string or b64 value given for a float32 tensor"),
-        ({"signature_name": "pair", "instances": [{"scale": 1}]}, "each instance must be an object"),
-        ({"signature_name": "pair", "inputs": {"scale": [1]}}, "Missing but required: \\['words'\\]"),
-        ({"inputs": {"x": [[1, 2]], "y": [1]}}, "Sent extra: \\['y'\\]"),
+        ("", "The document is empty"),
+        ("[1]", "Is not object"),
+        ({"signature_name": None, "instances": [[1, 2]]},
+         "'signature_name' key must be a string value"),
+        ({"instances": ["text"]}, 'JSON Value: "text" Type: String is not of expected type: float'),
+        ({"instances": [[1, None]]}, "JSON Value: null Type: Null is not of expected type: float"),
+        ({"instances": [[1, True]]}, "JSON Value: true Type: True is not of expected type: float"),
+        ({"inputs": [[1, False]]}, "Type: False is not of expected type: float"),
+        ({"instances": [[2**24 + 1, 0]]}, "to float32 without loss of precision"),
+        ({**PAIR, "instances": [{"scale": 1, "words": {"b64": 5}}]},
+         "Failed to process element: 0 key: words .*not formatted correctly for base64"),
+        ({**PAIR, "inputs": {"scale": [1], "words": [{"b64": "a!b?"}]}}, "Unable to base64 decode"),
+        ({**PAIR, "inputs": {"scale": [1], "words": [{"b64": "YQ", "x": 1}]}},
+         "not formatted correctly for base64 data"),
+        ({"instances": [[1, 2], [3]]},
+         "Failed to process element: 1 of 'instances' list. Error: Expecting tensor size: 2 "
+         "but got: 1"),
+        ({"instances": [[[1, 2], [3]]]}, "Encountered list at unexpected size: 1 at level: 1"),
+        ({"inputs": [[1, 2], 3]}, "JSON Value: 3 found at incorrect level: 2"),
+        ({**PAIR, "instances": [{"scale": 1}]}, "keys must be equal to: scale,words"),
+        ({**PAIR, "instances": [{"scale": 1, "words": "a", "y": 2}]},
+         "does not have named input: y"),
+        ({**PAIR, "instances": [1]}, "instances is a plain list, but expecting list of objects"),
+        ({"instances": [[1, 2], {"x": [1, 2]}]}, "Expecting value/list but got object at item 1"),
+        ({**PAIR, "inputs": {"scale": [1]}}, "Missing named input: words in 'inputs' object"),
         ({"instances": [[1, 2, 3]]}, "has shape \\(1, 3\\); the signature takes \\(None, 2\\)"),
     ],
 )
-def test_rest_errors_are_invalid_argument(loaded, body, message):
+def test_rest_errors_are_invalid_argument_with_a_400_error_body(loaded, body, message):
+    text = body if isinstance(body, str) else json.dumps(body)
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
-        predict_api.predict_json(loaded, body if isinstance(body, str) else json.dumps(body))
+        predict_api.predict_json(loaded, text)
+    status, answer = predict_api.rest_predict(loaded, text)
+    assert status == 400 and list(answer) == ["error"]
+    assert re.search(message, answer["error"])
+
+
+def test_rest_answers_200_with_outputs(loaded):
+    assert predict_api.rest_predict(loaded, '{"instances": [[1, 2]]}') == \
+        (200, {"predictions": [3.0]})
 
 
 def test_unknown_signature_is_failed_precondition(loaded):

@@ -6,6 +6,7 @@ models while a reader polls.
 
 import os
 import stat
+import threading
 
 import pytest
 from google.protobuf import text_format
@@ -88,13 +89,64 @@ def test_keep_versions_prunes_the_oldest_but_never_the_new_one(tmp_path):
     assert versions.versions(str(tmp_path / "m")) == [1, 2, 3, 4]
     versions.write_version(str(tmp_path), "m", write_marker, keep_versions=2)
     assert versions.versions(str(tmp_path / "m")) == [4, 5]
-    # An explicit version older than the rest is kept: it was asked for.
-    versions.write_version(str(tmp_path), "m", write_marker, version=2, keep_versions=2)
-    assert versions.versions(str(tmp_path / "m")) == [2, 5]
     versions.write_version(str(tmp_path), "m", write_marker, keep_versions=1)
     assert sorted(os.listdir(tmp_path / "m")) == ["6"]  # no prune leftovers
     with pytest.raises(ValueError, match="keep_versions=0 must be >= 1"):
         versions.write_version(str(tmp_path), "m", write_marker, keep_versions=0)
+
+
+def test_keep_versions_never_prunes_versions_above_the_one_written(tmp_path):
+    for version in range(1, 7):
+        if version != 3:
+            versions.write_version(str(tmp_path), "m", write_marker, version=version)
+    # Versions 4-6 are being served: an explicit older version leaves them be.
+    versions.write_version(str(tmp_path), "m", write_marker, version=3, keep_versions=1)
+    assert versions.versions(str(tmp_path / "m")) == [3, 4, 5, 6]
+    versions.write_version(str(tmp_path), "m", write_marker, version=7, keep_versions=2)
+    assert versions.versions(str(tmp_path / "m")) == [6, 7]
+
+
+def test_an_exporter_never_prunes_a_version_published_after_its_own(tmp_path, monkeypatch):
+    real_publish = versions._publish
+
+    def publish_then_another_exporter_runs(tmp, model_base, version):
+        published = real_publish(tmp, model_base, version)
+        monkeypatch.setattr(versions, "_publish", real_publish)
+        # Between this exporter's rename and its pruning, another one
+        # publishes version 2 and prunes, keeping one.
+        versions.write_version(str(tmp_path), "m", write_marker, keep_versions=1)
+        return published
+
+    monkeypatch.setattr(versions, "_publish", publish_then_another_exporter_runs)
+    path = versions.write_version(str(tmp_path), "m", write_marker, keep_versions=1)
+    assert path == str(tmp_path / "m" / "1")
+    assert sorted(os.listdir(tmp_path / "m")) == ["2"]  # the newest survives
+
+
+def test_racing_exporters_keep_the_newest_and_do_not_fail(tmp_path):
+    count = 8
+    barrier = threading.Barrier(count)
+    written, errors = [], []
+
+    def write(folder):
+        write_marker(folder)
+        barrier.wait(timeout=60)  # all publish and prune at once
+
+    def export():
+        try:
+            path = versions.write_version(str(tmp_path), "m", write, keep_versions=1)
+            written.append(int(os.path.basename(path)))
+        except Exception as error:  # recorded, the test fails below
+            errors.append(error)
+
+    threads = [threading.Thread(target=export) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors and len(written) == count
+    assert versions.versions(str(tmp_path / "m"))[-1] == max(written)
+    assert not [name for name in os.listdir(tmp_path / "m") if not name.isdigit()]
 
 
 def test_concurrent_exporters_get_distinct_versions(tmp_path):
@@ -134,3 +186,25 @@ def test_example_models_config_parses_and_points_at_model_folders():
         versions.check_model_name(model.name)
         assert model.base_path == f"/models/{model.name}"  # <export_base>/<model_name>
         assert model.model_platform == "tensorflow"
+
+
+@pytest.mark.parametrize("url", ["gs://bucket/models", "s3://bucket/models", "hdfs://nn/models"])
+def test_export_base_must_be_a_folder_not_a_url(tmp_path, monkeypatch, url):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="is a URL; export needs a local or mounted folder"):
+        versions.write_version(url, "m", write_marker)
+    assert not os.listdir(tmp_path)  # no folder named "gs:"
+
+
+def test_readme_starts_the_server_so_that_the_configs_labels_load():
+    """TF Serving refuses labels of versions not yet available, as at startup,
+    unless told otherwise: the README's command must say so."""
+    config = model_server_config_pb2.ModelServerConfig()
+    with open(MODELS_CONFIG) as f:
+        text_format.Parse(f.read(), config)
+    assert any(model.version_labels for model in config.model_config_list.config)
+    with open(os.path.join(os.path.dirname(MODELS_CONFIG), "..", "README.md")) as f:
+        commands = f.read().replace("\\\n", " ").splitlines()
+    served = [line for line in commands if "--model_config_file=/models/models.config" in line]
+    assert served and all(
+        "--allow_version_labels_for_unavailable_models=true" in line for line in served)
