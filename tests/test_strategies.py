@@ -163,7 +163,8 @@ def test_a_killed_worker_stops_the_other_and_a_rerun_finishes(cifar_300, tmp_pat
     _, err = procs[0].communicate(timeout=300)
     assert procs[0].returncode not in (0, None)
     assert time.time() - killed_at < 180
-    assert "lost" in err and workers[1].split(":")[1] in err, err[-3000:]
+    assert f"Lost worker 1 ({workers[1]})" in err, err[-3000:]
+    assert "Traceback" not in err
     procs[1].communicate()
 
     procs = _launch("multi_worker_mirrored", "mixed_bfloat16", cifar_300, model_dir, workers)

@@ -19,6 +19,7 @@ import tensorflow as tf
 from keras_resnet import model_dir as model_dir_lib
 from trainers import callbacks as cb
 from trainers import optimizers, schedules
+from trainers.data import load_dataset
 from trainers.loop import Run, check_model_dir, train, weights_fingerprint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,8 +57,21 @@ def test_default_strategy_trains_and_writes_its_outputs(cifar_slice, tmp_path):
     assert all(r["images_per_sec"] > 0 and r["learning_rate"] == pytest.approx(0.1 * 16 / 128)
                for r in records)
     assert model_dir_lib.read_labels(model_dir)[0] == "airplane"
-    # The saved model reproduces the reported test accuracy.
+    # The saved model reproduces the reported test accuracy, and eval_loss is
+    # its mean test cross-entropy: no L2 penalty, no weight-0 padding counted
+    # (100 test images in batches of 16 pad the last one).
     model = model_dir_lib.load_trained_model(model_dir)
+    dataset = load_dataset("cifar10", cifar_slice)
+    losses, correct = [], 0
+    for images, labels, weights in dataset.eval(16):
+        probabilities = model.predict_on_batch(images)
+        kept = weights.numpy() > 0
+        picked = probabilities[np.arange(len(labels)), labels.numpy()]
+        losses += list(-np.log(picked[kept]))
+        correct += int(np.sum(np.argmax(probabilities, -1)[kept] == labels.numpy()[kept]))
+    assert len(losses) == 100
+    assert result["eval_loss"] == pytest.approx(np.mean(losses), rel=1e-4)
+    assert result["eval_accuracy"] == pytest.approx(correct / 100)
     assert model_dir_lib.trained_model_path(model_dir).endswith("model.keras")
     assert model.count_params() == keras.models.load_model(
         model_dir_lib.latest_checkpoint(model_dir)[1]).count_params()
@@ -339,3 +353,31 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(cifar_slice, t
     assert result["step"] == 9
     assert f"Cannot load checkpoint {newest}" in caplog.text
     assert "Resuming from" in caplog.text and "(step 3)" in caplog.text
+
+
+def test_a_deterministic_run_killed_halfway_ends_as_an_uninterrupted_one(cifar_slice, tmp_path):
+    """With --seed and --deterministic, kill -9 and a rerun change nothing:
+    the resumed run continues the data stream where the checkpoint left it."""
+    def args(name):
+        return [*TINY, f"--data_dir={cifar_slice}", f"--model_dir={tmp_path / name}",
+                "--steps_per_epoch=6", "--train_steps=12", "--seed=7", "--deterministic",
+                "--skip_eval"]
+
+    whole = trainer(*args("whole"))
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    model_dir = str(tmp_path / "killed")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen([sys.executable, "-m", "trainers.train", *args("killed")], cwd=ROOT,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while model_dir_lib.latest_checkpoint(model_dir) is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert model_dir_lib.latest_checkpoint(model_dir)[0] == 6
+    assert not os.path.exists(os.path.join(model_dir, "model.keras"))
+    rerun = trainer(*args("killed"))
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "(step 6)" in rerun.stderr
+    assert results(model_dir)["weights_sha256"] == results(str(tmp_path / "whole"))["weights_sha256"]

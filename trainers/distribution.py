@@ -3,6 +3,7 @@ strategy runs it."""
 
 import json
 import os
+import re
 
 import keras
 import tensorflow as tf
@@ -88,6 +89,28 @@ def is_chief(strategy):
     cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
     chief_type = "chief" if "chief" in cluster else "worker"
     return task_type == chief_type and task_id == 0
+
+
+# What a collective raises when a peer process is gone.
+PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError,
+               tf.errors.DeadlineExceededError)
+
+
+def lost_worker_message(error):
+    """A one-paragraph account of `error` naming the worker that was lost,
+    for multi-worker runs; None when TF_CONFIG names no cluster."""
+    workers = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {}).get("worker")
+    if not workers:
+        return None
+    lost = sorted({int(t) for t in re.findall(r"/job:worker/replica:\d+/task:(\d+)",
+                                               str(error.message))})
+    me = json.loads(os.environ["TF_CONFIG"]).get("task", {}).get("index")
+    peers = [f"worker {t} ({workers[t]})" for t in lost if t != me and t < len(workers)]
+    message = re.sub(r"\{\{.*?\}\}\s*", "", str(error.message or "")).strip()
+    first = message.splitlines()[0] if message else "no detail"
+    return (f"Lost {', '.join(peers) or 'a peer worker'} of the cluster {workers}: "
+            f"{type(error).__name__}: {first[:300]}. The run stopped at its last "
+            "checkpoint; rerun every worker's command to resume from it.")
 
 
 def set_precision(policy):

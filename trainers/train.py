@@ -52,7 +52,13 @@ def main(argv):
         check_model_dir(run, chief)
     except ValueError as error:
         raise app.UsageError(str(error)) from None
-    result = train(run, strategy, chief, dataset=dataset)
+    try:
+        result = train(run, strategy, chief, dataset=dataset)
+    except distribution.PEER_ERRORS as error:
+        message = distribution.lost_worker_message(error)
+        if message is None:
+            raise
+        sys.exit(message)
     if result.get("nan_step") is not None:
         sys.exit(
             f"Training stopped: the loss became NaN or infinite at step {result['nan_step']}. "
