@@ -39,15 +39,13 @@ SHARED_CIFAR10 = os.path.join(
 )
 
 
-@pytest.fixture(scope="session")
-def cifar_slice(tmp_path_factory):
-    """A .tar.gz of the real CIFAR-10 copy's first 20 train and 10 test
-    images per class (300 in all), in the shared archive's own layout."""
+def cifar_subset(path, train_per_class, test_per_class):
+    """Writes a .tar.gz of the shared copy's first images of each class, in
+    the shared archive's own layout; returns its path as a string."""
     import collections
     import tarfile
 
-    path = tmp_path_factory.mktemp("cifar") / "cifar10-slice.tar.gz"
-    limits = {"train": 20, "test": 10}
+    limits = {"train": train_per_class, "test": test_per_class}
     counts = collections.Counter()
     with tarfile.open(SHARED_CIFAR10) as src, tarfile.open(path, "w:gz") as out:
         for member in src:
@@ -56,3 +54,23 @@ def cifar_slice(tmp_path_factory):
                 counts[parts[1], parts[2]] += 1
                 out.addfile(member, src.extractfile(member))
     return str(path)
+
+
+def free_ports(n):
+    """n TCP ports free on 127.0.0.1 now, for a multi-worker cluster."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.fixture(scope="session")
+def cifar_slice(tmp_path_factory):
+    """A .tar.gz of the real CIFAR-10 copy's first 20 train and 10 test
+    images per class (300 in all), in the shared archive's own layout."""
+    return cifar_subset(tmp_path_factory.mktemp("cifar") / "cifar10-slice.tar.gz", 20, 10)

@@ -8,21 +8,18 @@ mixed_float16 is a GPU policy: CPUs run its float16 convolutions in
 software, 160x slower than mixed_bfloat16 here, so it gets the short
 one-device run of test_train instead."""
 
-import collections
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import tarfile
 import time
 
 import keras
 import numpy as np
 import pytest
 
-from conftest import SHARED_CIFAR10
+from conftest import cifar_subset, free_ports
 from keras_resnet import model_dir as model_dir_lib
 from trainers import callbacks as cb
 from trainers.data import load_dataset
@@ -40,26 +37,8 @@ ARGS = ["--model=resnet20", f"--batch_size={BATCH}", f"--steps_per_epoch={EPOCH}
 @pytest.fixture(scope="module")
 def cifar_300(tmp_path_factory):
     """20 train and 30 test images per class of the shared copy."""
-    path = tmp_path_factory.mktemp("cifar") / "cifar10-300.tar.gz"
-    limits = {"train": 20, "test": EVAL_IMAGES // 10}
-    counts = collections.Counter()
-    with tarfile.open(SHARED_CIFAR10) as src, tarfile.open(path, "w:gz") as out:
-        for member in src:
-            parts = member.name.split("/")
-            if member.isfile() and len(parts) == 4 and counts[parts[1], parts[2]] < limits[parts[1]]:
-                counts[parts[1], parts[2]] += 1
-                out.addfile(member, src.extractfile(member))
-    return str(path)
-
-
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
+    return cifar_subset(tmp_path_factory.mktemp("cifar") / "cifar10-300.tar.gz", 20,
+                        EVAL_IMAGES // 10)
 
 
 def _launch(strategy, policy, data, model_dir, workers=None):
@@ -113,7 +92,7 @@ CONFIGS = [(strategy, policy)
 def test_strategy_trains_evaluates_survives_sigterm_and_resumes(cifar_300, tmp_path,
                                                                 strategy, policy):
     model_dir = str(tmp_path / "run")
-    workers = ([f"127.0.0.1:{p}" for p in _free_ports(2)]
+    workers = ([f"127.0.0.1:{p}" for p in free_ports(2)]
                if strategy == "multi_worker_mirrored" else None)
     procs = _launch(strategy, policy, cifar_300, model_dir, workers)
     _wait_for_checkpoint(model_dir, procs, EPOCH)
@@ -155,7 +134,7 @@ def test_strategy_trains_evaluates_survives_sigterm_and_resumes(cifar_300, tmp_p
 
 def test_a_killed_worker_stops_the_other_and_a_rerun_finishes(cifar_300, tmp_path):
     model_dir = str(tmp_path / "run")
-    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    workers = [f"127.0.0.1:{p}" for p in free_ports(2)]
     procs = _launch("multi_worker_mirrored", "mixed_bfloat16", cifar_300, model_dir, workers)
     _wait_for_checkpoint(model_dir, procs, EPOCH)
     procs[1].kill()

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import free_ports
 from keras_resnet import model_dir as model_dir_lib
 from trainers import callbacks as cb
 from trainers import optimizers, schedules
@@ -111,19 +111,9 @@ def test_mirrored_over_two_cpu_replicas(cifar_slice, tmp_path):
     assert results(model_dir)["eval_examples"] == 100
 
 
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def test_multi_worker_mirrored_two_processes_end_with_identical_weights(cifar_slice, tmp_path):
     model_dir = str(tmp_path / "run")
-    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    workers = [f"127.0.0.1:{p}" for p in free_ports(2)]
     procs = []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}

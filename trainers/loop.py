@@ -311,13 +311,12 @@ def train(run, strategy, chief=True, dataset=None):
     throughput = cb.Throughput(run.batch_size, run.log_steps, summary_dir)
     nan_stop = cb.NanStop()
     evaluation = cb.Evaluate(eval_data, eval_steps, run.epochs_between_evals, epochs, statistics)
-    save = None
-    if chief:
-        def save(model, step):
-            logging.info("Saved checkpoint %s", model_dir_lib.save_checkpoint(
-                model, run.model_dir, step, run.keep_checkpoints))
+    def save(model, step):
+        logging.info("Saved checkpoint %s", model_dir_lib.save_checkpoint(
+            model, run.model_dir, step, run.keep_checkpoints))
+
     callbacks = [
-        preemption.Preemption(strategy, save),
+        preemption.Preemption(strategy, save if chief else None),
         throughput,
         nan_stop,
         evaluation,  # before the checkpoint: averages the replicas' BN statistics
