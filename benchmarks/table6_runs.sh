@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The paper's Table 6 on the CIFAR-10 JPEG copy: ResNet-56, 110, 32, 44 and 20
+# (option A) trained one after another with one recipe, the paper's plus weight
+# decay 5e-4, label smoothing 0.1 and weight EMA 0.999, in mixed_bfloat16.
+# Rerun the same command to resume: each net continues from its newest
+# checkpoint, and finished nets (results.json) are skipped.
+#
+#   nohup benchmarks/table6_runs.sh /work/runs/table6 >> /work/runs/table6/driver.log 2>&1 &
+set -euo pipefail
+cd "$(dirname "$0")/.."
+base=${1:-/work/runs/table6}
+data=${DATA:-../shared/datasets/cifar10-jpeg.tar.gz}
+mkdir -p "$base"
+for depth in 56 110 32 44 20; do
+  dir=$base/resnet$depth
+  if [[ -f $dir/results.json ]]; then
+    echo "$(date -u +%FT%TZ) resnet$depth finished already"
+    continue
+  fi
+  echo "$(date -u +%FT%TZ) resnet$depth starts (log: $dir.log)"
+  python -m trainers.train --model=resnet$depth --dataset=cifar10 --data_dir="$data" \
+      --mixed_precision=mixed_bfloat16 --weight_decay=5e-4 --label_smoothing=0.1 \
+      --ema_decay=0.999 --seed=1 --model_dir="$dir" >> "$dir.log" 2>&1
+  echo "$(date -u +%FT%TZ) resnet$depth done"
+done
