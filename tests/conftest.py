@@ -39,6 +39,40 @@ SHARED_CIFAR10 = os.path.join(
 )
 
 
+@functools.lru_cache(maxsize=None)
+def _cifar_test_images(per_class):
+    import io
+    import tarfile
+
+    import numpy as np
+    from PIL import Image
+
+    from keras_resnet.cifar_utils import CLASS_NAMES
+
+    wanted = {f"cifar10/test/{name}/{i:04d}.jpg": label
+              for label, name in enumerate(CLASS_NAMES) for i in range(per_class)}
+    found = {}
+    with tarfile.open(SHARED_CIFAR10) as tar:  # the test split comes first
+        for member in tar:
+            if member.name in wanted:
+                data = tar.extractfile(member).read()
+                found[member.name] = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+            if len(found) == len(wanted):
+                break
+    names = sorted(wanted, key=lambda n: (wanted[n], n))
+    images, labels = np.stack([found[n] for n in names]), np.array([wanted[n] for n in names])
+    images.flags.writeable = labels.flags.writeable = False
+    return images, labels
+
+
+@pytest.fixture(scope="session")
+def cifar_test_images():
+    """`cifar_test_images(per_class)`: the first `per_class` test images of
+    each class from the shared CIFAR-10 copy, read-only (uint8 NHWC, labels),
+    decoded without TensorFlow."""
+    return _cifar_test_images
+
+
 @pytest.fixture(scope="session")
 def cifar_slice(tmp_path_factory):
     """A .tar.gz of the real CIFAR-10 copy's first 20 train and 10 test
