@@ -23,6 +23,7 @@ import keras_resnet as kr
 from applications_weights import image_data_format, predict, reference
 from keras_resnet import cifar_utils
 
+# The smallest net of each family.
 FAMILIES = ("resnet18", "resnet50", "plain18", "resnet20", "plain20")
 
 
@@ -48,7 +49,7 @@ def data_format(request):
 
 
 def in_format(height, width, channels):
-    """A shape (or an image batch's axes) in the data format in force."""
+    """An image shape in the data format in force."""
     if keras.config.image_data_format() == "channels_first":
         return (channels, height, width)
     return (height, width, channels)

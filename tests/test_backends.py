@@ -19,10 +19,9 @@ import pytest
 import keras_resnet as kr
 import tensorflow_reference
 from applications_weights import predict
+from test_applications import FAMILIES  # the smallest net of each family
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# The smallest net of each family (test_applications says why that suffices).
-FAMILIES = ("resnet18", "resnet50", "plain18", "resnet20", "plain20")
 # Outputs of order 1 from one float32 net under two backends differ by rounding.
 ATOL = 1e-5
 
