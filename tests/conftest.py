@@ -33,6 +33,10 @@ def photo():
     return load
 
 
+# The smallest zoo net of each family, whose builder and blocks the deeper ones
+# share: the tests that build many models build these.
+FAMILIES = ("resnet18", "resnet50", "plain18", "resnet20", "plain20")
+
 SHARED_CIFAR10 = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     "..", "shared", "datasets", "cifar10-jpeg.tar.gz",

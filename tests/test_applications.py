@@ -21,10 +21,8 @@ import pytest
 
 import keras_resnet as kr
 from applications_weights import image_data_format, predict, reference
+from conftest import FAMILIES
 from keras_resnet import cifar_utils
-
-# The smallest net of each family.
-FAMILIES = ("resnet18", "resnet50", "plain18", "resnet20", "plain20")
 
 
 def channels_out(name):

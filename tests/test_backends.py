@@ -19,7 +19,7 @@ import pytest
 import keras_resnet as kr
 import tensorflow_reference
 from applications_weights import predict
-from test_applications import FAMILIES  # the smallest net of each family
+from conftest import FAMILIES
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Outputs of order 1 from one float32 net under two backends differ by rounding.
