@@ -7,7 +7,7 @@ signature and layer names; `get_model(name)` builds any of them by name.
 import keras
 
 from keras_resnet import cifar_utils  # noqa: F401  (keras_resnet.cifar_utils.preprocess_input)
-from keras_resnet.blocks import ConvSettings, residual_block, shortcut, stage
+from keras_resnet.blocks import FUSED_BN, ConvSettings, residual_block, shortcut, stage
 from keras_resnet.flops import count_flops
 from keras_resnet.imagenet_utils import decode_predictions, preprocess_input
 from keras_resnet.layers import ZeroPadShortcut
@@ -18,6 +18,10 @@ from keras_resnet.zoo import MODELS, get_model, is_cifar_model, list_models
 if keras.backend.backend() == "tensorflow":
     # Registers the fused BN layer the builders use there, for load_model.
     from keras_resnet import fused_bn  # noqa: F401
+else:
+    # Files saved under TensorFlow name that layer; elsewhere Keras' own
+    # layer computes the same thing from the same config and variables.
+    keras.saving.get_custom_objects()[FUSED_BN] = keras.layers.BatchNormalization
 
 __version__ = "0.1.0"
 

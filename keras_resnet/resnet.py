@@ -260,7 +260,7 @@ def cifar_resnet(
     include_top=True,
     weights=None,
     input_tensor=None,
-    input_shape=(32, 32, 3),
+    input_shape=None,
     pooling=None,
     classes=10,
     classifier_activation="softmax",
@@ -270,7 +270,11 @@ def cifar_resnet(
     residual=True,
     **kwargs,
 ):
-    """A CIFAR ResNet of depth 6n+2 (paper section 4.2), option A by default."""
+    """A CIFAR ResNet of depth 6n+2 (paper section 4.2), option A by default.
+
+    `input_shape=None` is 32x32 RGB in the data format in force, as
+    keras.applications derives its defaults.
+    """
     if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
         raise ValueError(
             f"depth={depth!r} is not a CIFAR ResNet depth: it must be 6n+2 with "

@@ -33,10 +33,48 @@ def photo():
     return load
 
 
+# The smallest zoo net of each family, whose builder and blocks the deeper ones
+# share: the tests that build many models build these.
+FAMILIES = ("resnet18", "resnet50", "plain18", "resnet20", "plain20")
+
 SHARED_CIFAR10 = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     "..", "shared", "datasets", "cifar10-jpeg.tar.gz",
 )
+
+
+@functools.lru_cache(maxsize=None)
+def _cifar_test_images(per_class):
+    import io
+    import tarfile
+
+    import numpy as np
+    from PIL import Image
+
+    from keras_resnet.cifar_utils import CLASS_NAMES
+
+    wanted = {f"cifar10/test/{name}/{i:04d}.jpg": label
+              for label, name in enumerate(CLASS_NAMES) for i in range(per_class)}
+    found = {}
+    with tarfile.open(SHARED_CIFAR10) as tar:  # the test split comes first
+        for member in tar:
+            if member.name in wanted:
+                data = tar.extractfile(member).read()
+                found[member.name] = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+            if len(found) == len(wanted):
+                break
+    names = sorted(wanted, key=lambda n: (wanted[n], n))
+    images, labels = np.stack([found[n] for n in names]), np.array([wanted[n] for n in names])
+    images.flags.writeable = labels.flags.writeable = False
+    return images, labels
+
+
+@pytest.fixture(scope="session")
+def cifar_test_images():
+    """`cifar_test_images(per_class)`: the first `per_class` test images of
+    each class from the shared CIFAR-10 copy, read-only (uint8 NHWC, labels),
+    decoded without TensorFlow."""
+    return _cifar_test_images
 
 
 def cifar_subset(path, train_per_class, test_per_class):

@@ -1,73 +1,20 @@
 """Weights: keras.applications' files reproduce its outputs; every file or
 name that cannot fit fails with a ValueError that says why.
 
-keras.applications' models are built with weights=None and randomized (BN
-statistics, gammas, betas and biases start at constants that would hide a
-mix-up), then saved in both formats it ships: Keras 3 `.weights.h5` and the
-legacy `resnet50_weights_tf_dim_ordering_tf_kernels.h5` layout.
+The files are keras.applications' own models, randomized and saved by
+applications_weights; test_applications loads ResNet-101/152's.
 """
 
 import json
 
-import h5py
 import keras
 import numpy as np
 import pytest
 from keras.src.applications import imagenet_utils as keras_imagenet_utils
-from keras.src.legacy.saving import legacy_h5_format
 
 import keras_resnet as kr
+from applications_weights import predict, reference
 from keras_resnet import weights as weights_lib
-
-APPLICATIONS = {
-    50: keras.applications.ResNet50,
-    101: keras.applications.ResNet101,
-    152: keras.applications.ResNet152,
-}
-
-
-def randomize(model, seed=0):
-    """Random BN statistics, gammas, betas and biases (kernels are random
-    already), scaled so that the logits stay O(1) and comparable."""
-    rng = np.random.default_rng(seed)
-    for variable in model.weights:
-        path, shape = variable.path, tuple(variable.shape)
-        if path.endswith("kernel"):
-            continue
-        if path.endswith("moving_variance"):
-            value = rng.uniform(0.5, 2.0, shape)
-        elif path.endswith("gamma"):
-            value = rng.uniform(0.5, 1.0, shape)
-        else:  # beta, moving_mean, bias
-            value = rng.normal(0.0, 0.1, shape)
-        variable.assign(value.astype("float32"))
-
-
-def save_both_formats(model, folder, depth, include_top):
-    """The model's weights as `.weights.h5` and as keras.applications' legacy file."""
-    suffix = "" if include_top else "_notop"
-    legacy = folder / f"resnet{depth}_weights_tf_dim_ordering_tf_kernels{suffix}.h5"
-    with h5py.File(legacy, "w") as f:
-        legacy_h5_format.save_weights_to_hdf5_group(f, model)
-    modern = folder / f"resnet{depth}{suffix}.weights.h5"
-    model.save_weights(modern)
-    return {"weights.h5": str(modern), "legacy h5": str(legacy)}
-
-
-def predict(model, x):
-    return keras.ops.convert_to_numpy(model(x, training=False))
-
-
-def reference(depth, include_top, size, folder, photo):
-    """keras.applications' model, randomized and saved: (files, input, outputs)."""
-    kwargs = dict(include_top=include_top, input_shape=(size, size, 3))
-    if include_top:
-        kwargs["classifier_activation"] = None  # logits: softmax would hide differences
-    model = APPLICATIONS[depth](weights=None, **kwargs)
-    randomize(model)
-    x = kr.preprocess_input(np.array(photo("chelsea", size))[None])
-    files = save_both_formats(model, folder, depth, include_top)
-    return files, kwargs, x, predict(model, x)
 
 
 @pytest.fixture(scope="module")
@@ -92,16 +39,11 @@ def test_the_equivalence_check_can_fail(resnet50_files):
     assert np.abs(predict(kr.ResNet50(**kwargs), x) - expected).max() > 1e-2
 
 
-@pytest.mark.parametrize("depth, include_top, size", [
-    (50, False, 224),  # the _notop layout
-    (101, True, 64),
-    (152, True, 64),
-])
-def test_other_keras_applications_files(depth, include_top, size, tmp_path, photo):
-    """In the legacy layout, which keras.applications publishes (the loader
-    of `.weights.h5` is the same for every depth: ResNet-50 tests it)."""
-    files, kwargs, x, expected = reference(depth, include_top, size, tmp_path, photo)
-    model = kr.get_model(f"resnet{depth}", weights=files["legacy h5"], **kwargs)
+def test_keras_applications_notop_file(tmp_path, photo):
+    """The legacy `_notop` layout, which keras.applications publishes (the
+    loader of `.weights.h5` is the same for every depth: ResNet-50 tests it)."""
+    files, kwargs, x, expected = reference(50, False, 224, tmp_path, photo)
+    model = kr.ResNet50(weights=files["legacy h5"], **kwargs)
     np.testing.assert_allclose(predict(model, x), expected, rtol=0, atol=1e-5)
 
 
