@@ -334,7 +334,7 @@ def test_files_reach_the_disk_before_their_name(tmp_path, monkeypatch):
 def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(cifar_slice, tmp_path, caplog):
     run = Run(model="resnet20", model_dir=str(tmp_path / "run"), data_dir=cifar_slice,
               batch_size=16, train_steps=6, steps_per_epoch=3, skip_eval=True, verbose=0)
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="absl")
     train(run, tf.distribute.get_strategy())
     newest = model_dir_lib.latest_checkpoint(run.model_dir)[1]
     with open(newest, "r+b") as f:  # a copy cut short

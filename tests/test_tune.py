@@ -88,7 +88,7 @@ def short_eval(monkeypatch):
     def get(self, run):
         dataset = real_get(self, run)
         return dataclasses.replace(
-            dataset, eval=lambda batch, ctx=None: dataset.eval(batch, ctx).take(2))
+            dataset, num_eval=2 * 32, eval=lambda batch, ctx=None: dataset.eval(batch, ctx).take(2))
 
     monkeypatch.setattr(tune.Datasets, "get", get)
 

@@ -16,7 +16,7 @@ import keras_resnet
 from keras_resnet import model_dir as model_dir_lib
 from trainers import callbacks as cb
 from trainers import curves, optimizers, preemption, schedules, steps
-from trainers.data import InputOptions, canonical_name, load_dataset
+from trainers.data import InputOptions, canonical_name, followed_by_padding, load_dataset
 from trainers.data.streaming import evaluate_ten_crop
 
 RESULTS_FILE = "results.json"
@@ -303,7 +303,7 @@ def train(run, strategy, chief=True, dataset=None):
     eval_data = None
     if not run.skip_eval:
         eval_data = strategy.distribute_datasets_from_function(
-            lambda ctx: dataset.eval(run.batch_size, ctx))
+            lambda ctx: followed_by_padding(dataset.eval(run.batch_size, ctx)))
 
     eval_steps = math.ceil(dataset.num_eval / run.batch_size)
     statistics = optimizers.averaged_statistics(model)

@@ -116,6 +116,18 @@ def pad_to_full_steps(dataset, batch_size, input_context):
     return dataset.batch(step, drop_remainder=True).unbatch().batch(replica_batch)
 
 
+def followed_by_padding(eval_dataset):
+    """An eval pipeline's batches, then weight-0 batches without end: the
+    trainer runs a fixed number of eval steps, and a split that turns out
+    shorter than counted (images skipped as corrupt) adds only examples
+    that count for nothing."""
+    if len(eval_dataset.element_spec) != 3:  # no weights: synthetic data, endless already
+        return eval_dataset
+    padding = eval_dataset.take(1).map(
+        lambda x, y, w: (tf.zeros_like(x), tf.zeros_like(y), tf.zeros_like(w)))
+    return eval_dataset.concatenate(padding.repeat())
+
+
 def with_options(dataset, options):
     tf_options = tf.data.Options()
     tf_options.deterministic = options.deterministic
