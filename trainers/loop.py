@@ -378,7 +378,8 @@ def _fit(model, run, strategy, dataset, step, steps_per_epoch, epochs, callbacks
         train_data = strategy.distribute_datasets_from_function(
             lambda ctx, start=step: dataset.train(run.batch_size, ctx, start_step=start))
         model.fit(train_data, epochs=last, initial_epoch=epoch, steps_per_epoch=remaining,
-                  callbacks=callbacks, verbose=verbose)
+                  callbacks=callbacks, verbose=verbose,
+                  shuffle=False)  # the pipelines shuffle; Keras would warn it ignores this
         if model.stop_training and int(model.optimizer.iterations.numpy()) < last * steps_per_epoch:
             return  # NaN stop, or the step budget spent
         step, epoch = last * steps_per_epoch, last
