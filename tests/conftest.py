@@ -94,19 +94,6 @@ def cifar_subset(path, train_per_class, test_per_class):
     return str(path)
 
 
-def free_ports(n):
-    """n TCP ports free on 127.0.0.1 now, for a multi-worker cluster."""
-    import socket
-
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 @pytest.fixture(scope="session")
 def cifar_slice(tmp_path_factory):
     """A .tar.gz of the real CIFAR-10 copy's first 20 train and 10 test

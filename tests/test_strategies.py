@@ -19,7 +19,8 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import cifar_subset, free_ports
+from benchmarks.common import free_ports
+from conftest import cifar_subset
 from keras_resnet import model_dir as model_dir_lib
 from trainers import callbacks as cb
 from trainers.data import load_dataset

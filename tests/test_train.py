@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import free_ports
+from benchmarks.common import free_ports
 from keras_resnet import model_dir as model_dir_lib
 from trainers import callbacks as cb
 from trainers import optimizers, schedules
