@@ -19,7 +19,7 @@ from benchmarks.common import free_ports
 from keras_resnet import model_dir as model_dir_lib
 from trainers import callbacks as cb
 from trainers import optimizers, schedules
-from trainers.data import load_dataset
+from trainers.data import canonical_name, load_dataset
 from trainers.loop import Run, check_model_dir, train, weights_fingerprint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -205,11 +205,18 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(cifar_slice, tmp_path
     (["--model=resnet21"], "--model=resnet21: value should be one of"),
     (["--num_cpu_replicas=2"], "--num_cpu_replicas=2 needs --distribution_strategy=mirrored"),
     (["--mixed_precision=float8"], "--mixed_precision=float8: value should be one of"),
+    (["--dataset=cifar100x"], "--dataset='cifar100x' is not a TFDS dataset"),
 ])
 def test_flag_errors_name_the_flag(tmp_path, args, message):
     proc = trainer(f"--model_dir={tmp_path}", "--data_dir=unused", *args)
     assert proc.returncode != 0
     assert message in proc.stderr
+    assert "Traceback" not in proc.stderr  # a usage error, not a crash
+
+
+def test_imagenet_is_the_name_people_type_for_imagenet2012():
+    assert canonical_name("imagenet") == canonical_name("ImageNet") == "imagenet2012"
+    assert load_dataset("imagenet", use_synthetic_data=True).name == "synthetic-imagenet2012"
 
 
 def test_a_model_dir_resumes_only_its_own_run(tmp_path):
