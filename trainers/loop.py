@@ -311,6 +311,7 @@ def train(run, strategy, chief=True, dataset=None):
     throughput = cb.Throughput(run.batch_size, run.log_steps, summary_dir)
     nan_stop = cb.NanStop()
     evaluation = cb.Evaluate(eval_data, eval_steps, run.epochs_between_evals, epochs, statistics)
+
     def save(model, step):
         logging.info("Saved checkpoint %s", model_dir_lib.save_checkpoint(
             model, run.model_dir, step, run.keep_checkpoints))

@@ -30,18 +30,18 @@ def _multi_step(model, step_fn):
 
 
 def install(model):
-    """Makes `model.fit` train through the fixed-count loop. Call after compile."""
+    """Makes `model.fit` train, and `evaluate` test, through the fixed-count
+    loop. Call after compile."""
     train = _multi_step(model, model.train_step)
     steps = tf.constant(model.steps_per_execution)
     model.train_function = lambda iterator: train(iterator, steps)
-    model.test_function = None
+    model.test_function = _multi_step(model, model.test_step)
 
 
 def evaluate(model, data, steps):
     """Metrics of the model over `steps` batches of a distributed eval
-    dataset, in calls of steps_per_execution; the last call may be shorter."""
-    if model.test_function is None:
-        model.test_function = _multi_step(model, model.test_step)
+    dataset, in calls of steps_per_execution; the last call may be shorter.
+    `model` went through `install`."""
     model.reset_metrics()
     iterator = iter(data)
     logs = {}
