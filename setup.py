@@ -4,17 +4,17 @@ and TF Serving export."""
 import setuptools
 
 setuptools.setup(
-    name="keras_resnet",
+    name="keras-resnet-zoo",
     version="0.1.0",
     description="Deep Residual Learning (He et al., 2015) for Keras 3: model zoo, "
     "tf.data trainers and TF Serving export",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=setuptools.find_packages(include=["keras_resnet*", "trainers*", "savedmodels*"]),
+    packages=setuptools.find_packages(include=["keras_resnet*"]),
     package_data={
         "keras_resnet": ["pretrained/*.h5", "pretrained/*.json"],
-        "savedmodels": ["warmup_images/*", "models.config"],
+        "keras_resnet.savedmodels": ["warmup_images/*", "models.config"],
     },
     install_requires=[
         # tensorflow-serving-api pins the full tensorflow wheel, which runs on
@@ -37,10 +37,10 @@ setuptools.setup(
     },
     entry_points={
         "console_scripts": [
-            "keras-resnet-train=trainers.train:run",
-            "keras-resnet-tune=trainers.tune:run",
-            "keras-resnet-prepare=trainers.prepare:run",
-            "keras-resnet-export=savedmodels.export:run",
+            "keras-resnet-train=keras_resnet.trainers.train:run",
+            "keras-resnet-tune=keras_resnet.trainers.tune:run",
+            "keras-resnet-prepare=keras_resnet.trainers.prepare:run",
+            "keras-resnet-export=keras_resnet.savedmodels.export:run",
         ]
     },
 )

@@ -19,10 +19,10 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from trainers import callbacks as cb  # noqa: E402
-from trainers import curves  # noqa: E402
+from keras_resnet.trainers import callbacks as cb  # noqa: E402
+from keras_resnet.trainers import curves  # noqa: E402
 
-from trainers.loop import CURVES_FILE, RESULTS_FILE, RUN_CONFIG_FILE  # noqa: E402
+from keras_resnet.trainers.loop import CURVES_FILE, RESULTS_FILE, RUN_CONFIG_FILE  # noqa: E402
 
 COPIED = (cb.METRICS_FILE, RESULTS_FILE, RUN_CONFIG_FILE, CURVES_FILE)
 

@@ -33,8 +33,8 @@ def accuracies(model_dir, data_dir, batch=500):
 
     from keras_resnet import model_dir as model_dir_lib
     from keras_resnet.preprocessing import EvalPreprocessing
-    from trainers import loop, optimizers  # noqa: F401  loop registers the run's loss
-    from trainers.data import cifar10
+    from keras_resnet.trainers import loop, optimizers  # noqa: F401  loop registers the run's loss
+    from keras_resnet.trainers.data import cifar10
 
     step, path = model_dir_lib.latest_checkpoint(model_dir)
     model = keras.models.load_model(path)

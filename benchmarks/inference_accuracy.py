@@ -31,7 +31,7 @@ def measure(model_dir, data_dir, batch, rounds):
     from keras_resnet import inference
     from keras_resnet import model_dir as model_dir_lib
     from keras_resnet.preprocessing import EvalPreprocessing
-    from trainers.data import cifar10
+    from keras_resnet.trainers.data import cifar10
 
     model = model_dir_lib.load_trained_model(model_dir)
     preprocessing = EvalPreprocessing.load(

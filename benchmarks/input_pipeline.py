@@ -69,7 +69,7 @@ def photo_variants(count, shorter=(300, 450), seed=0, quality=92):
 
 def build_records(out, count, shards):
     """An ImageNet-format shard set (train and validation) of photo variants."""
-    from trainers.data import tfrecord
+    from keras_resnet.trainers.data import tfrecord
 
     if os.path.exists(out):
         shutil.rmtree(out)
@@ -99,7 +99,7 @@ def naive_train(files, batch_size, image_size=224):
     S in [256, 480], then crop, flip, normalize (same interleave, same maps)."""
     from keras_resnet.preprocessing import (SCALE_RANGE, decode_image, imagenet_normalize,
                                             resize_shorter_side)
-    from trainers.data import tfrecord
+    from keras_resnet.trainers.data import tfrecord
 
     def preprocess(record):
         image_bytes, label = tfrecord.parse(record)
@@ -153,7 +153,7 @@ def spread(rates):
 
 
 def cifar(rows, rounds):
-    from trainers.data import load_dataset
+    from keras_resnet.trainers.data import load_dataset
 
     start = time.perf_counter()
     dataset = load_dataset("cifar10", SHARED_CIFAR10)
@@ -173,7 +173,7 @@ def cifar(rows, rounds):
 
 
 def imagenet(rows, records, count, shards, batches, rounds):
-    from trainers.data import InputOptions, load_dataset, tfrecord
+    from keras_resnet.trainers.data import InputOptions, load_dataset, tfrecord
 
     mean_bytes = build_records(records, count, shards)
     files = tfrecord.find_shards(records, "train")

@@ -28,7 +28,7 @@ def read_jsonl(path):
 def trainer_rows(model_dir):
     """The trainer's metrics file as this report's records (errors, not accuracies)."""
     # Imported here: cifar10_recipe_jax.py uses plot() where TensorFlow is absent.
-    from trainers import callbacks as cb
+    from keras_resnet.trainers import callbacks as cb
 
     rows = cb.read_metrics(os.path.join(model_dir, cb.METRICS_FILE))
     return [{"recipe": TRAINER_LABEL, "step": r["step"], "train_error": 1 - r["accuracy"],

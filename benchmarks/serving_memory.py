@@ -77,7 +77,7 @@ def export_resnet50(export_base):
 
     import keras_resnet
     from keras_resnet.preprocessing import EvalPreprocessing
-    from savedmodels import export, sources
+    from keras_resnet.savedmodels import export, sources
 
     keras.utils.set_random_seed(0)
     model = keras_resnet.ResNet50()

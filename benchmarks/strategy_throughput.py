@@ -35,7 +35,7 @@ CONFIGS = {
 def measure(flags, steps, policy):
     """images/s of the last epoch (the first includes tracing)."""
     with tempfile.TemporaryDirectory() as model_dir:
-        args = [sys.executable, "-m", "trainers.train", "--model=resnet20", "--dataset=cifar10",
+        args = [sys.executable, "-m", "keras_resnet.trainers.train", "--model=resnet20", "--dataset=cifar10",
                 "--use_synthetic_data", f"--train_steps={2 * steps}", f"--steps_per_epoch={steps}",
                 "--skip_eval", f"--mixed_precision={policy}", f"--model_dir={model_dir}", *flags]
         envs = [{}]

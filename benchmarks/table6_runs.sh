@@ -18,7 +18,7 @@ for depth in 56 110 32 44 20; do
     continue
   fi
   echo "$(date -u +%FT%TZ) resnet$depth starts (log: $dir.log)"
-  python -m trainers.train --model=resnet$depth --dataset=cifar10 --data_dir="$data" \
+  python -m keras_resnet.trainers.train --model=resnet$depth --dataset=cifar10 --data_dir="$data" \
       --mixed_precision=mixed_bfloat16 --weight_decay=5e-4 --label_smoothing=0.1 \
       --ema_decay=0.999 --seed=1 --model_dir="$dir" >> "$dir.log" 2>&1
   echo "$(date -u +%FT%TZ) resnet$depth done"

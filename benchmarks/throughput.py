@@ -164,9 +164,9 @@ def _trainer_train(model_name, dataset_name, precision, batch, steps, model_dir)
     fitted as trainers.loop.train fits it, with its per-step callbacks."""
     import keras
 
-    from trainers import callbacks as cb
-    from trainers import distribution, loop
-    from trainers.data import load_dataset
+    from keras_resnet.trainers import callbacks as cb
+    from keras_resnet.trainers import distribution, loop
+    from keras_resnet.trainers.data import load_dataset
 
     distribution.set_precision(precision)
     try:

@@ -108,7 +108,7 @@ def pretrained_file(zoo_name, weights, include_top):
     if not os.path.exists(path):
         raise ValueError(
             f"weights='cifar10' for {zoo_name}: {path} is not in this installation. "
-            "Train one (python -m trainers.train) and pass its "
+            "Train one (python -m keras_resnet.trainers.train) and pass its "
             "model_dir/model.keras as weights='<path>'"
         )
     return path

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from benchmarks.input_pipeline import PHOTOS, photo_variants
-from trainers.data import cifar10
+from keras_resnet.trainers.data import cifar10
 
 # A few ImageNet wnids for the raw layout; labels follow their sorted order.
 WNIDS = ("n01440764", "n01443537", "n01484850", "n01491361")

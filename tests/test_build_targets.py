@@ -21,7 +21,7 @@ import types
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CODE_FOLDERS = ("keras_resnet", "trainers", "savedmodels", "benchmarks")
+CODE_FOLDERS = ("keras_resnet", "benchmarks")
 FIRST_PARTY = CODE_FOLDERS
 RULES = ("py_library", "py_binary", "py_test")
 

@@ -13,11 +13,11 @@ from keras_resnet import cifar_utils
 from keras_resnet import model_dir as model_dir_lib
 from keras_resnet import weights as weights_lib
 from keras_resnet.preprocessing import EvalPreprocessing
-from trainers.loop import weights_fingerprint
+from keras_resnet.trainers.loop import weights_fingerprint
 from conftest import SHARED_CIFAR10
-from savedmodels import sources
-from trainers.data import cifar10
-from trainers.publish import publish
+from keras_resnet.savedmodels import sources
+from keras_resnet.trainers.data import cifar10
+from keras_resnet.trainers.publish import publish
 
 
 def finished_run(folder, photo, model="resnet20", seed=0):

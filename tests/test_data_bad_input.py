@@ -13,7 +13,7 @@ import tensorflow as tf
 from data_fixtures import (cifar_tree, imagenet_raw, imagenet_records,  # noqa: F401
                            photo_jpegs, write_shards)
 
-from trainers.data import InputOptions, load_dataset
+from keras_resnet.trainers.data import InputOptions, load_dataset
 
 SKIP = InputOptions(skip_corrupt=True, cache=False)
 

@@ -14,8 +14,8 @@ import tensorflow as tf
 from data_fixtures import cifar_arrays, cifar_tree, imagenet_raw, photo_jpegs  # noqa: F401
 
 from keras_resnet import preprocessing as prep
-from trainers.data import InputOptions, load_dataset
-from trainers.data.streaming import evaluate_ten_crop
+from keras_resnet.trainers.data import InputOptions, load_dataset
+from keras_resnet.trainers.data.streaming import evaluate_ten_crop
 
 # Normalized pixels: BGR minus the ImageNet mean.
 LOW, HIGH = -max(prep.IMAGENET_MEAN_BGR), 255 - min(prep.IMAGENET_MEAN_BGR)

@@ -8,8 +8,8 @@ import tensorflow as tf
 from data_fixtures import (cifar_arrays, cifar_tree, imagenet_raw,  # noqa: F401
                            imagenet_records, photo_jpegs)
 
-from trainers.data import InputOptions, load_dataset, tfrecord
-from trainers.data.streaming import list_source
+from keras_resnet.trainers.data import InputOptions, load_dataset, tfrecord
+from keras_resnet.trainers.data.streaming import list_source
 
 
 def contexts(n=2):

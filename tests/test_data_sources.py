@@ -9,7 +9,7 @@ from data_fixtures import (cifar_arrays, cifar_batches, cifar_tree, imagenet_raw
                            imagenet_records, photo_jpegs)
 
 from keras_resnet.preprocessing import EvalPreprocessing, decode_image
-from trainers.data import InputOptions, cifar10, load_dataset
+from keras_resnet.trainers.data import InputOptions, cifar10, load_dataset
 
 ORDERED = InputOptions(deterministic=True)
 
@@ -69,9 +69,9 @@ def _offline(monkeypatch):
 
 @pytest.mark.parametrize("name, forms", [
     ("cifar10", ["cifar-10-batches-py", "cifar-10-batches-bin", ".tar.gz"]),
-    ("imagenet2012", ["train-00000-of-01024", "train/<wnid>/*.JPEG", "trainers.prepare",
+    ("imagenet2012", ["train-00000-of-01024", "train/<wnid>/*.JPEG", "keras_resnet.trainers.prepare",
                       "--tfds_manual_dir"]),
-    ("cifar100", ["--dataset=folder", "trainers.prepare"]),
+    ("cifar100", ["--dataset=folder", "keras_resnet.trainers.prepare"]),
 ])
 def test_tfds_offline_failure_names_the_local_forms(name, forms, monkeypatch, tmp_path):
     _offline(monkeypatch)

@@ -1,4 +1,4 @@
-"""trainers.prepare: an image tree (folder or tar) to ImageNet-format
+"""keras_resnet.trainers.prepare: an image tree (folder or tar) to ImageNet-format
 TFRecord shards that the ImageNet reader reads back with the same labels and
 pixels; its bad inputs; the absl binary."""
 
@@ -13,8 +13,8 @@ import tensorflow as tf
 from data_fixtures import cifar_tree, imagenet_raw, photo_jpegs  # noqa: F401
 
 from keras_resnet.preprocessing import decode_image
-from trainers import prepare
-from trainers.data import InputOptions, cifar10, load_dataset, tfrecord
+from keras_resnet.trainers import prepare
+from keras_resnet.trainers.data import InputOptions, cifar10, load_dataset, tfrecord
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = {
@@ -129,7 +129,7 @@ def test_bad_trees_are_clear_errors(imagenet_raw, tmp_path):
 def test_prepare_binary(cifar_slice, tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = str(tmp_path / "out")
-    proc = subprocess.run([sys.executable, "-m", "trainers.prepare", f"--src={cifar_slice}",
+    proc = subprocess.run([sys.executable, "-m", "keras_resnet.trainers.prepare", f"--src={cifar_slice}",
                            f"--out={out}", "--shards=3"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -33,7 +33,7 @@ import keras_resnet
 from keras_resnet import cifar_utils
 from keras_resnet import model_dir as model_dir_lib
 from keras_resnet.preprocessing import EvalPreprocessing, decode_image
-from savedmodels import export, predict_api, signatures, sources, versions, warmup
+from keras_resnet.savedmodels import export, predict_api, signatures, sources, versions, warmup
 
 BIN = os.path.dirname(sys.executable)
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}

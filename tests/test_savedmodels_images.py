@@ -11,7 +11,7 @@ import skimage.data
 import tensorflow as tf
 from PIL import Image
 
-from savedmodels import images
+from keras_resnet.savedmodels import images
 
 PHOTO = skimage.data.chelsea()  # 300 x 451
 

@@ -14,7 +14,7 @@ import keras_resnet
 from keras_resnet import cifar_utils
 from keras_resnet import model_dir as model_dir_lib
 from keras_resnet.preprocessing import EvalPreprocessing
-from savedmodels import export, sources
+from keras_resnet.savedmodels import export, sources
 
 TOLERANCE = 1e-4
 

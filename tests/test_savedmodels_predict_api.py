@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
-from savedmodels import predict_api
+from keras_resnet.savedmodels import predict_api
 
 
 class Tiny(tf.Module):

@@ -12,7 +12,7 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from savedmodels import versions
+from keras_resnet.savedmodels import versions
 
 MODELS_CONFIG = os.path.join(os.path.dirname(versions.__file__), "models.config")
 

@@ -22,8 +22,8 @@ import pytest
 from benchmarks.common import free_ports
 from conftest import cifar_subset
 from keras_resnet import model_dir as model_dir_lib
-from trainers import callbacks as cb
-from trainers.data import load_dataset
+from keras_resnet.trainers import callbacks as cb
+from keras_resnet.trainers.data import load_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH = 8
@@ -44,7 +44,7 @@ def cifar_300(tmp_path_factory):
 
 def _launch(strategy, policy, data, model_dir, workers=None):
     """The trainer's processes for one configuration (two for multi-worker)."""
-    args = [sys.executable, "-m", "trainers.train", *ARGS, f"--data_dir={data}",
+    args = [sys.executable, "-m", "keras_resnet.trainers.train", *ARGS, f"--data_dir={data}",
             f"--model_dir={model_dir}", f"--mixed_precision={policy}",
             f"--distribution_strategy={strategy}"]
     if strategy == "mirrored":

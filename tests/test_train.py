@@ -17,20 +17,20 @@ import tensorflow as tf
 
 from benchmarks.common import free_ports
 from keras_resnet import model_dir as model_dir_lib
-from trainers import callbacks as cb
-from trainers import optimizers, schedules
-from trainers.data import canonical_name, load_dataset
-from trainers.loop import Run, check_model_dir, train, weights_fingerprint
+from keras_resnet.trainers import callbacks as cb
+from keras_resnet.trainers import optimizers, schedules
+from keras_resnet.trainers.data import canonical_name, load_dataset
+from keras_resnet.trainers.loop import Run, check_model_dir, train, weights_fingerprint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--model=resnet20", "--batch_size=16", "--steps_per_epoch=3", "--log_steps=1"]
 
 
 def trainer(*args, env=None, **kwargs):
-    """Runs `python -m trainers.train` and returns the CompletedProcess."""
+    """Runs `python -m keras_resnet.trainers.train` and returns the CompletedProcess."""
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "trainers.train", *args], cwd=ROOT, env=full_env,
+        [sys.executable, "-m", "keras_resnet.trainers.train", *args], cwd=ROOT, env=full_env,
         capture_output=True, text=True, timeout=300, **kwargs,
     )
 
@@ -83,7 +83,7 @@ def test_resume_after_kill_9_continues_from_the_saved_step(cifar_slice, tmp_path
     args = [*TINY, f"--data_dir={cifar_slice}", f"--model_dir={model_dir}",
             "--train_steps=30", "--skip_eval"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen([sys.executable, "-m", "trainers.train", *args], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "keras_resnet.trainers.train", *args], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while model_dir_lib.latest_checkpoint(model_dir) is None and time.time() < deadline:
@@ -120,7 +120,7 @@ def test_multi_worker_mirrored_two_processes_end_with_identical_weights(cifar_sl
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": json.dumps(tf_config)}
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "trainers.train", *TINY, f"--data_dir={cifar_slice}",
+            [sys.executable, "-m", "keras_resnet.trainers.train", *TINY, f"--data_dir={cifar_slice}",
              f"--model_dir={model_dir}", "--train_steps=3", "--seed=3", "--sync_bn",
              "--distribution_strategy=multi_worker_mirrored"],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
@@ -287,7 +287,7 @@ def test_schedules_survive_a_checkpoint_round_trip():
 def test_degradation_trains_plain_and_residual_nets_and_draws_them(cifar_slice, tmp_path):
     base = str(tmp_path / "degradation")
     proc = subprocess.run(
-        [sys.executable, "-m", "trainers.degradation", "--depths=20", "--batch_size=16",
+        [sys.executable, "-m", "keras_resnet.trainers.degradation", "--depths=20", "--batch_size=16",
          "--train_steps=2", "--steps_per_epoch=1", f"--data_dir={cifar_slice}",
          f"--model_dir={base}"],
         cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
@@ -366,7 +366,7 @@ def test_a_deterministic_run_killed_halfway_ends_as_an_uninterrupted_one(cifar_s
 
     model_dir = str(tmp_path / "killed")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen([sys.executable, "-m", "trainers.train", *args("killed")], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "keras_resnet.trainers.train", *args("killed")], cwd=ROOT,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while model_dir_lib.latest_checkpoint(model_dir) is None and time.time() < deadline:

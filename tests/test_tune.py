@@ -18,7 +18,7 @@ from absl import app, flags
 from conftest import SHARED_CIFAR10
 
 from keras_resnet import model_dir as model_dir_lib
-from trainers import tune
+from keras_resnet.trainers import tune
 
 FLAGS = flags.FLAGS
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -185,7 +185,7 @@ def test_killed_search_resumes_without_repeating_finished_trials(slices, tmp_pat
     checkpoint. The data's test split is undecodable: the search never reads
     it."""
     tune_dir = str(tmp_path / "tune")
-    args = [sys.executable, "-m", "trainers.tune", *TINY, "--train_steps=4",
+    args = [sys.executable, "-m", "keras_resnet.trainers.tune", *TINY, "--train_steps=4",
             f"--data_dir={slices['corrupt_test']}", f"--tune_dir={tune_dir}",
             "--tuner=random", "--max_trials=2",
             "--lr_range=0.01,0.5", "--weight_decay_range=1e-5,1e-3"]
@@ -228,7 +228,7 @@ def test_bayesian_search_proposes_from_its_gaussian_process_after_the_random_poi
     """keras-tuner's Bayesian oracle over tune's space (scores made up here:
     the trials' training is what the other tests run)."""
     pytest.importorskip("sklearn", reason="--tuner=bayesian needs keras-tuner[bayesian]")
-    from trainers import search_space
+    from keras_resnet.trainers import search_space
 
     parse(f"--tune_dir={tmp_path}", "--tuner=bayesian", "--num_initial_points=2",
           "--max_trials=4", "--lr_range=0.01,0.5", "--weight_decay_range=1e-5,1e-3",
@@ -291,7 +291,7 @@ def test_a_tune_dir_resumes_only_its_own_search(tune_flags, tmp_path):
 
 def test_the_binary_reports_a_bad_choice_and_exits_1(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "trainers.tune", f"--tune_dir={tmp_path}", "--shortcuts=A,D"],
+        [sys.executable, "-m", "keras_resnet.trainers.tune", f"--tune_dir={tmp_path}", "--shortcuts=A,D"],
         cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True,
         text=True, timeout=120)
     assert proc.returncode == 1

@@ -29,7 +29,7 @@ def define_model_flags():
 def define_data_flags():
     flags.DEFINE_string("dataset", "cifar10",
                         "cifar10, imagenet2012 (or imagenet), folder (an image tree, folder or tar), "
-                        "tfrecord (python -m trainers.prepare's shards), or any TFDS "
+                        "tfrecord (python -m keras_resnet.trainers.prepare's shards), or any TFDS "
                         "image-classification name.")
     flags.DEFINE_string("data_dir", None,
                         "Local copy of the dataset (folder, .tar/.tar.gz, TFRecord "

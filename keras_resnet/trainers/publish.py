@@ -1,6 +1,6 @@
 """Turns a finished CIFAR-10 run into the weights that ship with the package.
 
-    python -m trainers.publish --model_dir=/work/runs/resnet20_paper
+    python -m keras_resnet.trainers.publish --model_dir=/work/runs/resnet20_paper
 
 Writes keras_resnet/pretrained/<model>_cifar10.weights.h5 (float32, whatever
 precision trained it), the run's results.json (the README's zoo table quotes
@@ -20,7 +20,7 @@ from keras_resnet import cifar_utils
 from keras_resnet import model_dir as model_dir_lib
 from keras_resnet import weights as weights_lib
 from keras_resnet.preprocessing import EvalPreprocessing
-from trainers.loop import RESULTS_FILE, weights_fingerprint
+from keras_resnet.trainers.loop import RESULTS_FILE, weights_fingerprint
 
 FLAGS = flags.FLAGS
 

@@ -14,10 +14,10 @@ from absl import logging
 
 import keras_resnet
 from keras_resnet import model_dir as model_dir_lib
-from trainers import callbacks as cb
-from trainers import curves, optimizers, preemption, schedules, steps
-from trainers.data import InputOptions, canonical_name, followed_by_padding, load_dataset
-from trainers.data.streaming import evaluate_ten_crop
+from keras_resnet.trainers import callbacks as cb
+from keras_resnet.trainers import curves, optimizers, preemption, schedules, steps
+from keras_resnet.trainers.data import InputOptions, canonical_name, followed_by_padding, load_dataset
+from keras_resnet.trainers.data.streaming import evaluate_ten_crop
 
 RESULTS_FILE = "results.json"
 CURVES_FILE = "training_curves.png"
@@ -393,7 +393,7 @@ def _write_outputs(run, model, dataset, result):
         curves.plot_runs({run.model: records}, os.path.join(run.model_dir, CURVES_FILE),
                          title=f"{run.model} on {dataset.name}")
     if run.export_dir:
-        from savedmodels.export import export_model_dir
+        from keras_resnet.savedmodels.export import export_model_dir
 
         result["export"] = export_model_dir(run.model_dir, run.export_dir)
     model_dir_lib.write_json(os.path.join(run.model_dir, RESULTS_FILE), result)

@@ -10,16 +10,16 @@ Offline, a failed download ends in a message naming the local forms.
 import numpy as np
 from absl import logging
 
-from trainers.data import cifar10
-from trainers.data.pipeline import VALIDATION_FRACTION, shard
-from trainers.data.streaming import Source, image_dataset
+from keras_resnet.trainers.data import cifar10
+from keras_resnet.trainers.data.pipeline import VALIDATION_FRACTION, shard
+from keras_resnet.trainers.data.streaming import Source, image_dataset
 
 # Fixed-size images up to this side and this many bytes decoded: in memory.
 IN_MEMORY_SIDE = 64
 IN_MEMORY_BYTES = 2 << 30
 GENERIC_FORMS = (
     "an image tree train/<class>/<image> with validation/ or test/ beside it, in a folder or "
-    "a .tar/.tar.gz (--dataset=folder), or TFRecord shards from python -m trainers.prepare "
+    "a .tar/.tar.gz (--dataset=folder), or TFRecord shards from python -m keras_resnet.trainers.prepare "
     "(--dataset=tfrecord)"
 )
 

@@ -11,8 +11,8 @@ from absl import logging
 
 from keras_resnet import cifar_utils
 from keras_resnet.preprocessing import EvalPreprocessing, cifar_train_augment_batch, decode_image
-from trainers.data import image_tree
-from trainers.data.pipeline import (
+from keras_resnet.trainers.data import image_tree
+from keras_resnet.trainers.data.pipeline import (
     AUTOTUNE, Dataset, InputOptions, batches_before, finish, map_encoded, per_replica_batch, shard,
     with_options,
 )

@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_resnet.preprocessing import EvalPreprocessing
-from trainers.data.pipeline import Dataset, per_replica_batch
+from keras_resnet.trainers.data.pipeline import Dataset, per_replica_batch
 
 
 def synthetic(name, image_size, num_classes, num_train, num_eval, kind):

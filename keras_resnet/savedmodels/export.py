@@ -1,6 +1,6 @@
 r"""Exports a ResNet classifier as a SavedModel that TF Serving loads as it is.
 
-  python -m savedmodels.export --model_dir=/tmp/resnet56 --export_base=/srv/models
+  python -m keras_resnet.savedmodels.export --model_dir=/tmp/resnet56 --export_base=/srv/models
   keras-resnet-export --model=resnet50 --weights=imagenet --export_base=/srv/models
 
 writes /srv/models/<model_name>/<version>/ with the signatures serving_default
@@ -18,7 +18,7 @@ import os
 from absl import app, flags, logging
 
 from keras_resnet import inference
-from savedmodels import saved_model, sources, versions
+from keras_resnet.savedmodels import saved_model, sources, versions
 
 FLAGS = flags.FLAGS
 
@@ -56,7 +56,7 @@ def define_flags(flag_values=FLAGS):
     flags.DEFINE_integer("top_k", None, "How many classes top_k_classes and top_k_scores "
                          "give. Default: min(5, number of classes).", lower_bound=1, **f)
     flags.DEFINE_list("warmup_images", None, "Image files for the warm-up requests. "
-                      "Default: the photos shipped in savedmodels/warmup_images.", **f)
+                      "Default: the photos shipped in keras_resnet/savedmodels/warmup_images.", **f)
     flags.DEFINE_enum("optimize_for_inference", "none", list(inference.MODES),
                       "Serve a faster graph of the model: fold_bn folds batch norm into "
                       "the convolutions (same outputs to float32 rounding); fold_bn_bf16 "

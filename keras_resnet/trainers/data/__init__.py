@@ -5,13 +5,13 @@
 --dataset=imagenet2012: TFRecord shards (train-*-of-*) or raw train/<wnid>/
   folders in --data_dir, streamed; else TFDS (tarballs in --tfds_manual_dir).
 --dataset=folder: any image tree, folder or tar; --dataset=tfrecord: shards
-  in ImageNet's format (python -m trainers.prepare makes them).
+  in ImageNet's format (python -m keras_resnet.trainers.prepare makes them).
 Any other name: that TFDS image-classification dataset.
 """
 
 import os
 
-from trainers.data.pipeline import Dataset, InputOptions, followed_by_padding  # noqa: F401
+from keras_resnet.trainers.data.pipeline import Dataset, InputOptions, followed_by_padding  # noqa: F401
 
 # name -> (image size, classes, train examples, eval examples, preprocessing kind)
 SHAPES = {
@@ -30,7 +30,7 @@ def canonical_name(name):
 def _local_cifar(data_dir):
     """Whether data_dir names a local CIFAR-10 form (or nothing at all, which
     the local reader reports with the forms it reads) rather than TFDS's."""
-    from trainers.data.image_tree import is_tar
+    from keras_resnet.trainers.data.image_tree import is_tar
 
     if data_dir is None:
         return False
@@ -46,7 +46,7 @@ def load_dataset(name, data_dir=None, options=InputOptions(), validation_split=F
     """A `Dataset` for `name` read from `data_dir` (see --dataset, --data_dir)."""
     name = canonical_name(name)
     if use_synthetic_data:
-        from trainers.data.synthetic import synthetic
+        from keras_resnet.trainers.data.synthetic import synthetic
 
         if name not in SHAPES:
             raise ValueError(
@@ -58,14 +58,14 @@ def load_dataset(name, data_dir=None, options=InputOptions(), validation_split=F
         return synthetic(name, *shape)
     if name == "cifar10":
         if _local_cifar(data_dir):
-            from trainers.data.cifar10 import cifar10
+            from keras_resnet.trainers.data.cifar10 import cifar10
 
             return cifar10(data_dir, options, validation_split)
-        from trainers.data.cifar10 import LOCAL_FORMS
-        from trainers.data.tfds_source import tfds_dataset
+        from keras_resnet.trainers.data.cifar10 import LOCAL_FORMS
+        from keras_resnet.trainers.data.tfds_source import tfds_dataset
 
         return tfds_dataset(name, data_dir, options, validation_split, LOCAL_FORMS)
-    from trainers.data import imagenet
+    from keras_resnet.trainers.data import imagenet
 
     if name == "imagenet2012":
         return imagenet.imagenet2012(data_dir, options, validation_split)
@@ -73,6 +73,6 @@ def load_dataset(name, data_dir=None, options=InputOptions(), validation_split=F
         return imagenet.folder(data_dir, options, validation_split)
     if name == "tfrecord":
         return imagenet.tfrecords(data_dir, options, validation_split)
-    from trainers.data.tfds_source import tfds_dataset
+    from keras_resnet.trainers.data.tfds_source import tfds_dataset
 
     return tfds_dataset(name, data_dir, options, validation_split)

@@ -14,8 +14,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_resnet import model_dir as model_dir_lib
-from trainers.data.pipeline import AUTOTUNE, shard
-from trainers.data.streaming import Source
+from keras_resnet.trainers.data.pipeline import AUTOTUNE, shard
+from keras_resnet.trainers.data.streaming import Source
 
 LABEL_OFFSET = 1
 LABELS_FILE = "labels.txt"

@@ -4,7 +4,7 @@ Each trial is a `trainers.loop.train` run (same input pipelines, strategies,
 mixed precision, checkpoints) on the training data less 5,000 held-out
 images, and is scored on those 5,000: the test split is never read.
 
-    python -m trainers.tune --tuner=random --max_trials=8 \
+    python -m keras_resnet.trainers.tune --tuner=random --max_trials=8 \
         --lr_range=0.02,0.5 --weight_decay_range=1e-5,1e-3 --shortcuts=A,B,C \
         --epochs_per_trial=3 --steps_per_epoch=100 \
         --data_dir=../shared/datasets/cifar10-jpeg.tar.gz --tune_dir=/work/runs/tune
@@ -37,11 +37,11 @@ import keras_tuner
 from absl import app, flags, logging
 
 from keras_resnet import model_dir as model_dir_lib
-from trainers import callbacks as cb
-from trainers import distribution, loop, preemption, search_space
-from trainers import flags as trainer_flags
-from trainers.data import load_dataset
-from trainers.train import check_flags as check_trainer_flags
+from keras_resnet.trainers import callbacks as cb
+from keras_resnet.trainers import distribution, loop, preemption, search_space
+from keras_resnet.trainers import flags as trainer_flags
+from keras_resnet.trainers.data import load_dataset
+from keras_resnet.trainers.train import check_flags as check_trainer_flags
 
 FLAGS = flags.FLAGS
 TUNERS = ("random", "bayesian", "hyperband")

@@ -2,7 +2,7 @@
 into TFRecord shards in ImageNet's format, so any folder dataset gets the
 fast input path:
 
-    python -m trainers.prepare --src=../shared/datasets/cifar10-jpeg.tar.gz \
+    python -m keras_resnet.trainers.prepare --src=../shared/datasets/cifar10-jpeg.tar.gz \
         --out=/tmp/cifar10-records --shards=8
 
 writes train-00000-of-00008 ..., and test-/val-/validation- shards for the
@@ -24,9 +24,9 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 from keras_resnet.preprocessing import decode_image
-from trainers.data import image_tree, tfrecord
-from trainers.data.imagenet import TREE_EVAL_SPLITS
-from trainers.data.pipeline import map_encoded
+from keras_resnet.trainers.data import image_tree, tfrecord
+from keras_resnet.trainers.data.imagenet import TREE_EVAL_SPLITS
+from keras_resnet.trainers.data.pipeline import map_encoded
 
 FLAGS = flags.FLAGS
 FORMATS = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG", "PNG"), (b"GIF8", "GIF"), (b"BM", "BMP"))

@@ -27,7 +27,7 @@ from keras_resnet import cifar_utils, inference
 from keras_resnet import model_dir as model_dir_lib
 from keras_resnet import weights as weights_lib
 from keras_resnet.preprocessing import EvalPreprocessing
-from savedmodels import signatures
+from keras_resnet.savedmodels import signatures
 
 IMAGENET_CLASS_INDEX = "imagenet_class_index.json"
 

@@ -15,7 +15,7 @@ import tensorflow as tf
 from absl import logging
 
 from keras_resnet import preprocessing as prep
-from trainers.data.pipeline import (AUTOTUNE, BadExamples, Dataset, batch_and_prefetch,
+from keras_resnet.trainers.data.pipeline import (AUTOTUNE, BadExamples, Dataset, batch_and_prefetch,
                                     batches_before, guarded, per_replica_batch, shard,
                                     shuffle_seed, with_seeds)
 

@@ -15,7 +15,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow.python.saved_model import fingerprinting_utils
 
-from savedmodels import predict_api, signatures, warmup
+from keras_resnet.savedmodels import predict_api, signatures, warmup
 
 LABELS_ASSET = "labels.txt"
 

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from trainers import steps as steps_lib
+from keras_resnet.trainers import steps as steps_lib
 
 METRICS_FILE = "metrics.jsonl"
 

@@ -1,7 +1,7 @@
 """The paper's degradation experiment (Figure 6): plain and residual nets of
 each depth trained on one schedule, drawn on one plot.
 
-    python -m trainers.degradation --depths=20,56 --train_epochs=12 \
+    python -m keras_resnet.trainers.degradation --depths=20,56 --train_epochs=12 \
         --lr_schedule=piecewise --lr_boundaries=6,9 \
         --data_dir=../shared/datasets/cifar10-jpeg.tar.gz --model_dir=/work/runs/degradation
 
@@ -15,10 +15,10 @@ import os
 from absl import app, flags, logging
 
 from keras_resnet.model_dir import atomic_write
-from trainers import callbacks as cb
-from trainers import curves, distribution, preemption
-from trainers import flags as trainer_flags
-from trainers.loop import Run, train
+from keras_resnet.trainers import callbacks as cb
+from keras_resnet.trainers import curves, distribution, preemption
+from keras_resnet.trainers import flags as trainer_flags
+from keras_resnet.trainers.loop import Run, train
 
 FLAGS = flags.FLAGS
 PLOT_FILE = "degradation.png"

@@ -19,8 +19,8 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from keras_resnet.preprocessing import decode_image
-from savedmodels import images as images_lib
-from savedmodels import signatures
+from keras_resnet.savedmodels import images as images_lib
+from keras_resnet.savedmodels import signatures
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 DEFAULT_IMAGES = sorted(

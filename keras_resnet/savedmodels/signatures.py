@@ -21,7 +21,7 @@ computes in mixed precision. An empty batch is an InvalidArgument.
 
 import tensorflow as tf
 
-from savedmodels import images
+from keras_resnet.savedmodels import images
 
 SERVING_DEFAULT = "serving_default"
 PREDICT_TENSOR = "predict_tensor"

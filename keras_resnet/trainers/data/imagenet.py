@@ -12,9 +12,9 @@ import os
 import numpy as np
 from absl import logging
 
-from trainers.data import image_tree, tfrecord
-from trainers.data.pipeline import VALIDATION_FRACTION
-from trainers.data.streaming import image_dataset, list_source
+from keras_resnet.trainers.data import image_tree, tfrecord
+from keras_resnet.trainers.data.pipeline import VALIDATION_FRACTION
+from keras_resnet.trainers.data.streaming import image_dataset, list_source
 
 NUM_CLASSES = 1000
 # The standard set: examples and shards of each split.
@@ -24,7 +24,7 @@ LOCAL_FORMS = (
     "TFRecord shards train-00000-of-01024 ... and validation-00000-of-00128 ... "
     "(image/encoded, 1-based image/class/label, as build_imagenet_data writes them), "
     "the raw folders train/<wnid>/*.JPEG and validation/<wnid>/*.JPEG, or any "
-    "image tree converted with `python -m trainers.prepare --src=<tree> --out=<dir>`"
+    "image tree converted with `python -m keras_resnet.trainers.prepare --src=<tree> --out=<dir>`"
 )
 TREE_FORMS = ("an image tree train/<class>/<image> with validation/, val/ or test/ "
               "beside it, in a folder or a .tar/.tar.gz")
@@ -38,7 +38,7 @@ def imagenet2012(data_dir, options, validation_split):
             return folder(data_dir, options, validation_split, "imagenet2012")
     if data_dir and image_tree.is_tar(data_dir):
         return folder(data_dir, options, validation_split, "imagenet2012")
-    from trainers.data.tfds_source import tfds_dataset
+    from keras_resnet.trainers.data.tfds_source import tfds_dataset
 
     return tfds_dataset("imagenet2012", data_dir, options, validation_split, LOCAL_FORMS)
 
@@ -108,11 +108,11 @@ def tfrecords(data_dir, options, validation_split, name="tfrecord", num_classes=
     named by their 1-based labels."""
     if not data_dir or not os.path.isdir(data_dir):
         raise ValueError(f"--data_dir={data_dir!r} is not a folder of TFRecord shards "
-                         "(make them with python -m trainers.prepare)")
+                         "(make them with python -m keras_resnet.trainers.prepare)")
     train_files = tfrecord.find_shards(data_dir, "train")
     if not train_files:
         raise ValueError(f"{data_dir}: no train-NNNNN-of-NNNNN shards; make them with "
-                         f"python -m trainers.prepare --src=<image tree> --out={data_dir}")
+                         f"python -m keras_resnet.trainers.prepare --src=<image tree> --out={data_dir}")
     metadata = tfrecord.read_metadata(data_dir)
     class_names = tfrecord.read_labels(data_dir)
     if class_names is None:

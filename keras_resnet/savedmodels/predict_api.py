@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
-from savedmodels.signatures import SERVING_DEFAULT
+from keras_resnet.savedmodels.signatures import SERVING_DEFAULT
 
 
 def _invalid(message):

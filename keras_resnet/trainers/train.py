@@ -1,6 +1,6 @@
 """Trains a zoo model on any input pipeline; rerun the same command to resume.
 
-    python -m trainers.train --model=resnet20 --dataset=cifar10 \
+    python -m keras_resnet.trainers.train --model=resnet20 --dataset=cifar10 \
         --data_dir=../shared/datasets/cifar10-jpeg.tar.gz --model_dir=/work/runs/resnet20
 """
 
@@ -9,10 +9,10 @@ import sys
 
 from absl import app, flags, logging
 
-from trainers import distribution, preemption
-from trainers import flags as trainer_flags
-from trainers.data import load_dataset
-from trainers.loop import Run, check_model_dir, train
+from keras_resnet.trainers import distribution, preemption
+from keras_resnet.trainers import flags as trainer_flags
+from keras_resnet.trainers.data import load_dataset
+from keras_resnet.trainers.loop import Run, check_model_dir, train
 
 FLAGS = flags.FLAGS
 

@@ -1,6 +1,6 @@
 """TF Serving SavedModels of keras_resnet classifiers.
 
-  export        the binary (python -m savedmodels.export, keras-resnet-export)
+  export        the binary (python -m keras_resnet.savedmodels.export, keras-resnet-export)
   sources       where the model, preprocessing and class names come from
   signatures    serving_default, predict_tensor, classify
   images        client images, checked and decoded within a bound
