@@ -98,6 +98,26 @@ def test_an_image_cut_short_is_named(fmt):
         batch_means([whole, whole[: len(whole) // 2]])
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_an_image_corrupt_inside_is_named(fmt):
+    """Header and end intact, data damaged: TensorFlow's decoder fails, and
+    the error still names the element (and the first of several)."""
+    whole = encode(PHOTO, fmt)
+    middle = len(whole) // 2
+    noise = np.random.default_rng(0).integers(0, 256, 2000, np.uint8).tobytes()
+    corrupt = whole[:middle] + noise + whole[middle + len(noise):]
+    assert images.problem(tf.constant(corrupt)).numpy() == b""  # the header checks pass
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        tf.io.decode_image(corrupt, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"image_bytes\[1\]: corrupt: the decoder cannot read the image data"):
+        batch_means([whole, corrupt, whole, corrupt])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"image_bytes\[0\]: corrupt"):
+        batch_means([corrupt])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"image_bytes\[1\]: not a JPEG"):
+        batch_means([whole, b"text", corrupt])
+
+
 def test_a_gif_whose_frames_exceed_the_limit_is_refused_before_decoding(monkeypatch):
     monkeypatch.setattr(images, "MAX_PIXELS", 3 * 64 * 64 - 1)  # read when traced
     serve = serving_function()

@@ -11,9 +11,8 @@ bounded by MAX_PIXELS whatever its shape.
 
 Accepted: JPEG, PNG, GIF (first frame) and BMP of 1 to MAX_PIXELS pixels,
 all of a GIF's frames together included (and GIFs of up to MAX_GIF_BLOCKS
-blocks), that are not cut short. There is
-no aspect-ratio limit: the window's cost does not grow with it. A file
-corrupt inside fails in TensorFlow's decoder, whose error names no element.
+blocks), that are not cut short and that TensorFlow's decoders read.
+There is no aspect-ratio limit: the window's cost does not grow with it.
 """
 
 import tensorflow as tf
@@ -122,9 +121,9 @@ def _complete(image_bytes):
     ], default=lambda: tf.constant(True))
 
 
-def decode(image_bytes, where):
-    """uint8 HWC RGB of one client image, checked first; `where` (a string
-    tensor such as "image_bytes[3]") names it in errors."""
+def problem(image_bytes):
+    """What is wrong with one client image, read from its header and its
+    length without decoding it: a scalar string, "" for none."""
     size = header_size(image_bytes)
     pixels = size[0] * size[1]
     in_bounds = (pixels > 0) & (pixels <= MAX_PIXELS)
@@ -140,11 +139,17 @@ def decode(image_bytes, where):
         (frames <= MAX_PIXELS, f"a GIF whose frames hold over {MAX_PIXELS} pixels together"),
         (_complete(image_bytes), "cut short: the file lacks its end"),
     ]
-    problem = checks[-1][1]
-    for passes, message in reversed(checks[:-1]):
-        problem = tf.where(passes, problem, message)
-    check = tf.debugging.Assert(tf.reduce_all([passes for passes, _ in checks]),
-                                [tf.strings.join([where, ": ", problem])])
+    found = tf.constant("")
+    for passes, message in reversed(checks):
+        found = tf.where(passes, found, message)
+    return found
+
+
+def decode(image_bytes, where):
+    """uint8 HWC RGB of one client image, checked first; `where` names it
+    in errors."""
+    found = problem(image_bytes)
+    check = tf.debugging.Assert(tf.equal(found, ""), [tf.strings.join([where, ": ", found])])
     with tf.control_dependencies([check]):
         return decode_image(image_bytes)
 
@@ -159,9 +164,40 @@ def check_not_empty(batch, name):
 def decode_batch(image_bytes, name, fn, spec):
     """fn(decoded image) for each image of a [batch] string tensor, which
     must hold at least one; `name` is the input's name, for errors, and
-    `spec` the tf.TensorSpec of fn's result."""
+    `spec` the tf.TensorSpec of fn's result.
+
+    Images are decoded one at a time (the memory bound holds per image) in
+    a tf.data pipeline that drops the ones TensorFlow's decoder fails on,
+    so that a file corrupt inside is named too: the first bad element is
+    reported, whatever is wrong with it.
+    """
     with tf.control_dependencies([check_not_empty(image_bytes, name)]):
-        index = tf.range(tf.size(image_bytes))
-    where = tf.strings.join([name, "[", tf.strings.as_string(index), "]"])
-    return tf.map_fn(lambda args: fn(decode(args[0], args[1])), (image_bytes, where),
-                     fn_output_signature=spec)
+        count = tf.size(image_bytes, out_type=tf.int64)
+
+    def checked(index, data):
+        found = problem(data)
+        result = tf.cond(tf.equal(found, ""), lambda: fn(decode_image(data)),
+                         lambda: tf.zeros(spec.shape, spec.dtype))
+        return index, found, result
+
+    decoded = (
+        tf.data.Dataset.from_tensor_slices((tf.range(count), image_bytes))
+        .map(checked)
+        .ignore_errors()
+        .batch(count)
+        # every element failed to decode: an empty batch instead of none
+        .concatenate(tf.data.Dataset.from_tensors((
+            tf.zeros([0], tf.int64), tf.zeros([0], tf.string),
+            tf.zeros([0, *spec.shape], spec.dtype))))
+        .take(1)
+    )
+    index, found, results = decoded.get_single_element()
+    problems = tf.tensor_scatter_nd_update(
+        tf.fill([count], "corrupt: the decoder cannot read the image data"),
+        index[:, None], found)
+    first = tf.argmax(tf.not_equal(problems, ""), output_type=tf.int64)
+    check = tf.debugging.Assert(
+        tf.reduce_all(tf.equal(problems, "")),
+        [tf.strings.join([name, "[", tf.strings.as_string(first), "]: ", problems[first]])])
+    with tf.control_dependencies([check]):
+        return tf.ensure_shape(tf.identity(results), [None, *spec.shape])
