@@ -20,8 +20,10 @@ IMAGENET_HASHES = {
     "resnet152": ("100835be76be38e30d865e96f2aaae62", "ee4c566cf9a93f14d82f913c2dc6dd0c"),
 }
 SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")
-# CIFAR-10 weights trained by trainers.train and shipped inside the package.
-CIFAR10_FILES = {"resnet20": "resnet20_cifar10.weights.h5"}
+# CIFAR-10 weights trained by trainers.train and shipped inside the package
+# (trainers.publish writes them): the paper's Table 6 nets, where trained.
+CIFAR10_FILES = {name: f"{name}_cifar10.weights.h5"
+                 for name in ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110")}
 # What a pretrained file was trained as: the arguments that must match it.
 REQUIREMENTS = {
     "imagenet": {"variant": "v1", "shortcut": "B", "classes": 1000, "channels": 3},
@@ -35,9 +37,15 @@ def available(zoo_name):
     names = []
     if zoo_name in IMAGENET_HASHES:
         names.append("imagenet")
-    if zoo_name in CIFAR10_FILES:
+    if zoo_name in shipped_cifar10():
         names.append("cifar10")
     return names
+
+
+def shipped_cifar10():
+    """The zoo names whose CIFAR-10 weights are in this installation."""
+    return [name for name, file in CIFAR10_FILES.items()
+            if os.path.exists(os.path.join(SHIPPED_DIR, file))]
 
 
 def check_pretrained(zoo_name, weights, *, include_top, classes, variant="v1",
@@ -47,8 +55,11 @@ def check_pretrained(zoo_name, weights, *, include_top, classes, variant="v1",
         raise ValueError(
             f"weights={weights!r} does not exist for {zoo_name}; pretrained "
             f"{weights} weights exist for: "
-            + ", ".join(sorted(IMAGENET_HASHES if weights == "imagenet" else CIFAR10_FILES))
-            + ". Pass weights=None or the path of a weights file instead."
+            + ", ".join(sorted(IMAGENET_HASHES) if weights == "imagenet" else shipped_cifar10())
+            + ". Pass weights=None or the path of a weights file instead"
+            + ("" if weights == "imagenet" else
+               " (python -m keras_resnet.trainers.train, then its model_dir/model.keras)")
+            + "."
         )
     need = REQUIREMENTS[weights]
     given = {"variant": variant, "shortcut": shortcut}
@@ -104,14 +115,7 @@ def pretrained_file(zoo_name, weights, include_top):
     The shipped CIFAR-10 files hold the classifier, whatever `include_top`."""
     if weights == "imagenet":
         return _download_imagenet(zoo_name, include_top)
-    path = os.path.join(SHIPPED_DIR, CIFAR10_FILES[zoo_name])
-    if not os.path.exists(path):
-        raise ValueError(
-            f"weights='cifar10' for {zoo_name}: {path} is not in this installation. "
-            "Train one (python -m keras_resnet.trainers.train) and pass its "
-            "model_dir/model.keras as weights='<path>'"
-        )
-    return path
+    return os.path.join(SHIPPED_DIR, CIFAR10_FILES[zoo_name])
 
 
 def copy_weights_by_name(source, target):

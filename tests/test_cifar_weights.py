@@ -129,20 +129,22 @@ def test_publish_refuses_what_is_not_a_finished_cifar_run(tmp_path, photo):
     (tmp_path / "results.json").write_text(json.dumps({**results, "weights_sha256": "0" * 64}))
     with pytest.raises(ValueError, match="not the ones its results.json evaluated"):
         publish(str(tmp_path), str(tmp_path / "out"))
-    (tmp_path / "results.json").write_text(json.dumps({**results, "model": "resnet32"}))
-    with pytest.raises(ValueError, match="trained resnet32 on cifar10; .* exist for: resnet20"):
+    (tmp_path / "results.json").write_text(json.dumps({**results, "model": "resnet1202"}))
+    with pytest.raises(ValueError, match="trained resnet1202 on cifar10; .* for: resnet110, "
+                                         "resnet20, resnet32, resnet44, resnet56"):
         publish(str(tmp_path), str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
 
 
-def test_shipped_resnet20_reproduces_its_test_accuracy():
+@pytest.mark.parametrize("name", weights_lib.shipped_cifar10())
+def test_shipped_weights_reproduce_their_test_accuracy(name):
     """weights="cifar10" + cifar_utils.preprocess_input, on all 10,000 test
     images of the shared copy, give the accuracy the zoo table quotes (the
     run evaluated in mixed_bfloat16; this is float32)."""
 
-    results = weights_lib.cifar10_results("resnet20")
+    results = weights_lib.cifar10_results(name)
     images, labels = cifar10.load_arrays(SHARED_CIFAR10, "test")
-    model = keras_resnet.ResNet20(weights="cifar10")
+    model = keras_resnet.get_model(name, weights="cifar10")
     scores = model.predict(cifar_utils.preprocess_input(images), batch_size=500, verbose=0)
     accuracy = float(np.mean(scores.argmax(axis=1) == labels))
     assert results["eval_examples"] == len(labels) == 10_000

@@ -112,7 +112,8 @@ def test_a_file_with_other_classes_is_rejected(resnet50_files, fmt):
     (lambda: kr.ResNet50(weights="imagenet", shortcut="C"), ["shortcut='C'", "'B'"]),
     (lambda: kr.ResNet50(weights="imagenet", include_top=False, input_shape=(64, 64, 1)),
      ["channels=1", "channels=3"]),
-    (lambda: kr.ResNet56(weights="cifar10"), ["weights='cifar10'", "resnet56", "resnet20"]),
+    (lambda: kr.ResNet1202(weights="cifar10"), ["weights='cifar10'", "resnet1202", "resnet20",
+                                                 "keras_resnet.trainers.train"]),
     (lambda: kr.ResNet20(weights="/no/such/file.weights.h5"),
      ["weights='/no/such/file.weights.h5'", "None", "imagenet, cifar10", "existing weights file"]),
 ])

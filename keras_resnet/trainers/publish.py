@@ -45,7 +45,7 @@ def _finished_run(model_dir):
     if results.get("dataset") != "cifar10" or results.get("model") not in weights_lib.CIFAR10_FILES:
         raise ValueError(
             f"--model_dir={model_dir} trained {results.get('model')} on "
-            f"{results.get('dataset')}; shipped CIFAR-10 weights exist for: "
+            f"{results.get('dataset')}; the package ships CIFAR-10 weights for: "
             + ", ".join(sorted(weights_lib.CIFAR10_FILES))
         )
     if results.get("eval_split") != "test":
