@@ -14,7 +14,7 @@ from keras_resnet import model_dir as model_dir_lib
 from keras_resnet import weights as weights_lib
 from keras_resnet.preprocessing import EvalPreprocessing
 from keras_resnet.trainers.loop import weights_fingerprint
-from conftest import SHARED_CIFAR10
+from conftest import shared_cifar10
 from keras_resnet.savedmodels import sources
 from keras_resnet.trainers.data import cifar10
 from keras_resnet.trainers.publish import publish
@@ -141,7 +141,7 @@ def test_shipped_resnet20_reproduces_its_test_accuracy():
     run evaluated in mixed_bfloat16; this is float32)."""
 
     results = weights_lib.cifar10_results("resnet20")
-    images, labels = cifar10.load_arrays(SHARED_CIFAR10, "test")
+    images, labels = cifar10.load_arrays(shared_cifar10(), "test")
     model = keras_resnet.ResNet20(weights="cifar10")
     scores = model.predict(cifar_utils.preprocess_input(images), batch_size=500, verbose=0)
     accuracy = float(np.mean(scores.argmax(axis=1) == labels))
