@@ -1,4 +1,5 @@
-"""Shared by every test file: quiet TensorFlow, and real photos as inputs."""
+"""Shared by every test file: quiet TensorFlow, real photos and the real
+CIFAR-10 copy as inputs, and CI's split of the suite between Bazel and pytest."""
 
 import functools
 import os
@@ -7,6 +8,28 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import pytest  # noqa: E402
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--first-test-per-file", choices=("only", "skip"),
+        help="only: run just the first collected test of each file; skip: all "
+        "but those. CI runs each test once: the first ones under Bazel "
+        "(.ci/bazel: every target imports, finds its data and runs), the rest "
+        "under pytest (.ci/run)")
+
+
+def pytest_collection_modifyitems(config, items):
+    split = config.getoption("first_test_per_file")
+    if split is None:
+        return
+    firsts, rest, files = [], [], set()
+    for item in items:
+        (rest if item.path in files else firsts).append(item)
+        files.add(item.path)
+    kept, dropped = (firsts, rest) if split == "only" else (rest, firsts)
+    config.hook.pytest_deselected(items=dropped)
+    items[:] = kept
 
 
 @functools.lru_cache(maxsize=None)
