@@ -9,6 +9,7 @@ import sys
 
 from absl import app, flags, logging
 
+from keras_resnet.arguments import list_flags_in_help
 from keras_resnet.trainers import distribution, preemption
 from keras_resnet.trainers import flags as trainer_flags
 from keras_resnet.trainers.data import load_dataset
@@ -72,6 +73,7 @@ def main(argv):
 def run():
     """Console-script entry point (keras-resnet-train)."""
     trainer_flags.define_train_flags()
+    list_flags_in_help(FLAGS)
     app.run(main)
 
 
