@@ -2,6 +2,9 @@
 (trainers.publish, keras_resnet.cifar_utils)."""
 
 import json
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -133,6 +136,18 @@ def test_publish_refuses_what_is_not_a_finished_cifar_run(tmp_path, photo):
     with pytest.raises(ValueError, match="trained resnet32 on cifar10; .* exist for: resnet20"):
         publish(str(tmp_path), str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
+
+
+def test_publish_binary_needs_an_explicit_output_dir(tmp_path):
+    """Installed from a wheel, the package's own folder is site-packages: the
+    binary writes only where it is told."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "keras_resnet.trainers.publish", f"--model_dir={tmp_path}"],
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True, text=True,
+        timeout=300)
+    assert proc.returncode == 1
+    assert "Flag --output_dir must have a value other than None" in proc.stderr
 
 
 def test_shipped_resnet20_reproduces_its_test_accuracy():
