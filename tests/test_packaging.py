@@ -25,6 +25,7 @@ import pytest
 from packaging.requirements import Requirement
 
 from cli_help import BINARIES, check_help
+from keras_resnet.extras import require
 
 # The real checkout, also under Bazel, whose runfiles link to it.
 ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
@@ -171,3 +172,26 @@ def test_installed_exporter_exports_the_shipped_resnet20(venv, tmp_path):
     exported = proc.stdout.strip().splitlines()[-1]
     assert exported.startswith(str(base))
     assert os.path.isfile(os.path.join(exported, "saved_model.pb"))
+
+
+def test_a_missing_module_names_the_extra_that_installs_it():
+    with pytest.raises(ImportError, match=r'no_such_module: pip install "keras-resnet-zoo\[serve\]"'):
+        require("keras_resnet.savedmodels", "serve", ["json", "no_such_module"])
+    require("keras_resnet.savedmodels", "serve", ["json"])
+
+
+def test_training_with_export_dir_but_without_serve_stops_before_training(tmp_path):
+    """`[train]` alone lacks tensorflow-serving-api, which --export_dir needs
+    only after the last step: the binary says so before the first."""
+    code = ("import sys; sys.modules['tensorflow_serving'] = None; "
+            "sys.argv[0] = 'keras-resnet-train'; "
+            "from keras_resnet.trainers.train import run; run()")
+    proc = subprocess.run(
+        [sys.executable, "-c", code, f"--model_dir={tmp_path / 'run'}",
+         f"--export_dir={tmp_path / 'export'}", "--use_synthetic_data"],
+        cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True,
+        text=True, timeout=TIMEOUT)
+    assert proc.returncode == 1
+    assert ('--export_dir: keras_resnet.savedmodels needs tensorflow_serving: '
+            'pip install "keras-resnet-zoo[serve]"') in proc.stderr
+    assert not (tmp_path / "run").exists()

@@ -38,6 +38,11 @@ def check_flags():
             raise app.UsageError(f"--{name}={getattr(FLAGS, name)} must be in [0, 1)")
     if FLAGS.profile_steps and len(FLAGS.profile_steps) != 2:
         raise app.UsageError(f"--profile_steps={FLAGS.profile_steps} must be 'first,last'")
+    if FLAGS.export_dir:
+        try:  # before training, not after it
+            import keras_resnet.savedmodels  # noqa: F401
+        except ImportError as error:
+            raise app.UsageError(f"--export_dir: {error}") from None
 
 
 @preemption.exits_when_preempted
