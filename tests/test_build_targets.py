@@ -17,7 +17,6 @@ import dataclasses
 import fnmatch
 import os
 import pathlib
-import tomllib
 import types
 
 import pytest
@@ -262,6 +261,7 @@ def test_first_party_imports_are_declared_deps(workspace):
 
 def package_data():
     """{package folder: the files pyproject.toml ships as its package data}."""
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is Python 3.11's")
     with open(ROOT / "pyproject.toml", "rb") as f:
         patterns = tomllib.load(f)["tool"]["setuptools"]["package-data"]
     return {
