@@ -16,5 +16,9 @@ def pytest_test(name, deps = [], data = [], size = "large", **kwargs):
         deps = deps + ["//:test_support"],
         data = data + ["//:pytest.ini"],
         size = size,
+        # Bazel would add tests/__init__.py to the runfiles, making tests/ a
+        # package: pytest would then import conftest.py as tests.conftest,
+        # and `from conftest import ...` in the test files would fail.
+        legacy_create_init = False,
         **kwargs
     )

@@ -1,4 +1,5 @@
-"""Shared by every test file: quiet TensorFlow, and real photos as inputs."""
+"""Shared by every test file: quiet TensorFlow, real photos and the real
+CIFAR-10 copy as inputs, and CI's split of the suite between Bazel and pytest."""
 
 import functools
 import os
@@ -7,6 +8,28 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import pytest  # noqa: E402
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--first-test-per-file", choices=("only", "skip"),
+        help="only: run just the first collected test of each file; skip: all "
+        "but those. CI runs each test once: the first ones under Bazel "
+        "(.ci/bazel: every target imports, finds its data and runs), the rest "
+        "under pytest (.ci/run)")
+
+
+def pytest_collection_modifyitems(config, items):
+    split = config.getoption("first_test_per_file")
+    if split is None:
+        return
+    firsts, rest, files = [], [], set()
+    for item in items:
+        (rest if item.path in files else firsts).append(item)
+        files.add(item.path)
+    kept, dropped = (firsts, rest) if split == "only" else (rest, firsts)
+    config.hook.pytest_deselected(items=dropped)
+    items[:] = kept
 
 
 @functools.lru_cache(maxsize=None)
@@ -37,10 +60,31 @@ def photo():
 # share: the tests that build many models build these.
 FAMILIES = ("resnet18", "resnet50", "plain18", "resnet20", "plain20")
 
-SHARED_CIFAR10 = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    "..", "shared", "datasets", "cifar10-jpeg.tar.gz",
-)
+DATA_DIR_VARIABLE = "KERAS_RESNET_DATA_DIR"
+
+
+def data_dir():
+    """$KERAS_RESNET_DATA_DIR, else the datasets folder beside the checkout:
+    ../shared/datasets from the real (symlink-resolved) repository root, so
+    that Bazel's runfiles, which link to the checkout, find it too."""
+    root = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+    return os.environ.get(DATA_DIR_VARIABLE) or os.path.realpath(
+        os.path.join(root, "..", "shared", "datasets"))
+
+
+def shared_cifar10():
+    """The path of the real CIFAR-10 archive (cifar10-jpeg.tar.gz). Where it is
+    missing the calling test is skipped, or fails when $CI is set: CI must
+    not pass by skipping the tests on real data."""
+    path = os.path.join(data_dir(), "cifar10-jpeg.tar.gz")
+    if not os.path.isfile(path):
+        message = (f"{path} is missing: set {DATA_DIR_VARIABLE} to the folder that "
+                   "holds cifar10-jpeg.tar.gz")
+        if os.environ.get("CI"):
+            pytest.fail(f"{message} (CI is set, so the real data must be there)",
+                        pytrace=False)
+        pytest.skip(message)
+    return path
 
 
 @functools.lru_cache(maxsize=None)
@@ -56,7 +100,7 @@ def _cifar_test_images(per_class):
     wanted = {f"cifar10/test/{name}/{i:04d}.jpg": label
               for label, name in enumerate(CLASS_NAMES) for i in range(per_class)}
     found = {}
-    with tarfile.open(SHARED_CIFAR10) as tar:  # the test split comes first
+    with tarfile.open(shared_cifar10()) as tar:  # the test split comes first
         for member in tar:
             if member.name in wanted:
                 data = tar.extractfile(member).read()
@@ -85,7 +129,7 @@ def cifar_subset(path, train_per_class, test_per_class):
 
     limits = {"train": train_per_class, "test": test_per_class}
     counts = collections.Counter()
-    with tarfile.open(SHARED_CIFAR10) as src, tarfile.open(path, "w:gz") as out:
+    with tarfile.open(shared_cifar10()) as src, tarfile.open(path, "w:gz") as out:
         for member in src:
             parts = member.name.split("/")
             if member.isfile() and len(parts) == 4 and counts[parts[1], parts[2]] < limits[parts[1]]:

@@ -2,9 +2,10 @@
 
 Every module and test file is in some target's srcs, every runnable module
 (`if __name__ == "__main__":`) has a py_binary, every tests/test_*.py a
-py_test, every srcs entry exists, every dep names a target, and every
-first-party import is a declared (transitive) dep, as Bazel's sandbox would
-demand at run time.
+py_test, every srcs entry exists, every dep names a target, every
+first-party import is a declared (transitive) dep, and every data file of the
+package is in its library's data, as Bazel's sandbox would demand at run
+time.
 
 BUILD and .bzl files are a Python-compatible subset of Starlark, so they are
 evaluated here as Python with the few rules and functions they use; no Bazel
@@ -33,6 +34,7 @@ class Target:
     srcs: list  # repository-relative paths
     deps: list  # absolute labels
     main: str  # repository-relative path, for binaries and tests
+    data: list  # repository-relative paths of the files among them
 
 
 class Workspace:
@@ -93,7 +95,7 @@ class Workspace:
     # --- evaluation -----------------------------------------------------------
 
     def _rule(self, kind):
-        def record(name, srcs=(), deps=(), main=None, **_):
+        def record(name, srcs=(), deps=(), main=None, data=(), **_):
             label = self.label(name)
             assert label not in self.targets, f"{label} is defined twice"
             srcs = [self.file(s) for s in srcs]
@@ -102,7 +104,9 @@ class Workspace:
             elif kind != "py_library":
                 matches = [s for s in srcs if s.rsplit("/", 1)[-1] == name + ".py"]
                 main = matches[0] if matches else None
-            self.targets[label] = Target(kind, label, srcs, [self.label(d) for d in deps], main)
+            files = [self.file(d) for d in data if (self.root / self.file(d)).is_file()]
+            self.targets[label] = Target(kind, label, srcs, [self.label(d) for d in deps], main,
+                                         files)
 
         return record
 
@@ -253,3 +257,42 @@ def test_first_party_imports_are_declared_deps(workspace):
     assert not undeclared, "add the library that holds these to deps: " + ", ".join(
         sorted(set(undeclared))
     )
+
+
+def package_data():
+    """{package folder: the files pyproject.toml ships as its package data}."""
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is Python 3.11's")
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        patterns = tomllib.load(f)["tool"]["setuptools"]["package-data"]
+    return {
+        package.replace(".", "/"): sorted(
+            p.relative_to(ROOT).as_posix() for pattern in globs
+            for p in (ROOT / package.replace(".", "/")).glob(pattern) if p.is_file())
+        for package, globs in patterns.items()
+    }
+
+
+def test_every_data_file_of_the_package_ships_in_the_wheel():
+    """The weights, models.config, the warm-up images: whatever the code reads
+    besides modules must be package data, or an installed wheel lacks it."""
+    shipped = {path for paths in package_data().values() for path in paths}
+    assert shipped, "pyproject.toml ships no package data: the check itself is broken"
+    data = sorted(
+        p.relative_to(ROOT).as_posix() for p in (ROOT / "keras_resnet").rglob("*")
+        if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts
+    )
+    missing = [p for p in data if p not in shipped]
+    assert not missing, "add to [tool.setuptools.package-data] in pyproject.toml: " + ", ".join(
+        missing)
+
+
+def test_package_data_is_in_the_data_of_its_library(workspace):
+    """Bazel's runfiles hold a library's data only: without it the code that
+    reads the file fails under `bazel test` and `bazel run` alone."""
+    missing = []
+    for package, files in package_data().items():
+        owners = [t for t in workspace.of_kind("py_library")
+                  if f"{package}/__init__.py" in t.srcs]
+        assert len(owners) == 1, f"{package}/__init__.py is in {len(owners)} libraries"
+        missing += [f"{owners[0].label}: {f}" for f in files if f not in owners[0].data]
+    assert not missing, "add to the library's data in BUILD: " + ", ".join(missing)

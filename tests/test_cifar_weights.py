@@ -2,6 +2,9 @@
 (trainers.publish, keras_resnet.cifar_utils)."""
 
 import json
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -14,7 +17,7 @@ from keras_resnet import model_dir as model_dir_lib
 from keras_resnet import weights as weights_lib
 from keras_resnet.preprocessing import EvalPreprocessing
 from keras_resnet.trainers.loop import weights_fingerprint
-from conftest import SHARED_CIFAR10
+from conftest import shared_cifar10
 from keras_resnet.savedmodels import sources
 from keras_resnet.trainers.data import cifar10
 from keras_resnet.trainers.publish import publish
@@ -136,6 +139,18 @@ def test_publish_refuses_what_is_not_a_finished_cifar_run(tmp_path, photo):
     assert not (tmp_path / "out").exists()
 
 
+def test_publish_binary_needs_an_explicit_output_dir(tmp_path):
+    """Installed from a wheel, the package's own folder is site-packages: the
+    binary writes only where it is told."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "keras_resnet.trainers.publish", f"--model_dir={tmp_path}"],
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True, text=True,
+        timeout=300)
+    assert proc.returncode == 1
+    assert "Flag --output_dir must have a value other than None" in proc.stderr
+
+
 @pytest.mark.parametrize("name", weights_lib.shipped_cifar10())
 def test_shipped_weights_reproduce_their_test_accuracy(name):
     """weights="cifar10" + cifar_utils.preprocess_input, on all 10,000 test
@@ -143,7 +158,7 @@ def test_shipped_weights_reproduce_their_test_accuracy(name):
     run evaluated in mixed_bfloat16; this is float32)."""
 
     results = weights_lib.cifar10_results(name)
-    images, labels = cifar10.load_arrays(SHARED_CIFAR10, "test")
+    images, labels = cifar10.load_arrays(shared_cifar10(), "test")
     model = keras_resnet.get_model(name, weights="cifar10")
     scores = model.predict(cifar_utils.preprocess_input(images), batch_size=500, verbose=0)
     accuracy = float(np.mean(scores.argmax(axis=1) == labels))

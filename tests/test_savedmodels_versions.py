@@ -203,8 +203,8 @@ def test_readme_starts_the_server_so_that_the_configs_labels_load():
     with open(MODELS_CONFIG) as f:
         text_format.Parse(f.read(), config)
     assert any(model.version_labels for model in config.model_config_list.config)
-    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                           "README.md")) as f:
+    readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+    with open(readme) as f:
         commands = f.read().replace("\\\n", " ").splitlines()
     served = [line for line in commands if "--model_config_file=/models/models.config" in line]
     assert served and all(

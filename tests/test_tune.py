@@ -15,7 +15,7 @@ import time
 
 import pytest
 from absl import app, flags
-from conftest import SHARED_CIFAR10
+from conftest import shared_cifar10
 
 from keras_resnet import model_dir as model_dir_lib
 from keras_resnet.trainers import tune
@@ -40,7 +40,7 @@ def slices(tmp_path_factory):
              "corrupt_test": str(folder / "corrupt_test.tar")}
     counts = collections.Counter()
     limits = {"train": TRAIN_PER_CLASS, "test": TEST_PER_CLASS}
-    with tarfile.open(SHARED_CIFAR10) as src, \
+    with tarfile.open(shared_cifar10()) as src, \
             tarfile.open(paths["with_test"], "w") as with_test, \
             tarfile.open(paths["corrupt_test"], "w") as corrupt_test:
         for member in src:

@@ -9,3 +9,7 @@
   versions      <export_base>/<model_name>/<version>, atomic publication, pruning
   predict_api   TF Serving's gRPC and REST Predict conversions, offline
 """
+
+from keras_resnet.extras import require
+
+require("keras_resnet.savedmodels", "serve", ["tensorflow", "tensorflow_serving", "absl"])

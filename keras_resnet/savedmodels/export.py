@@ -18,6 +18,7 @@ import os
 from absl import app, flags, logging
 
 from keras_resnet import inference
+from keras_resnet.arguments import list_flags_in_help
 from keras_resnet.savedmodels import saved_model, sources, versions
 
 FLAGS = flags.FLAGS
@@ -121,6 +122,7 @@ def main(argv):
 
 def run():
     define_flags()
+    list_flags_in_help(FLAGS)
     app.run(main)
 
 

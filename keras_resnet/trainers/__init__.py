@@ -1,0 +1,5 @@
+"""tf.data input pipelines, the training loop and the training binaries."""
+
+from keras_resnet.extras import require
+
+require("keras_resnet.trainers", "train", ["tensorflow", "absl", "matplotlib"])

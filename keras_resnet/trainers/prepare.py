@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
+from keras_resnet.arguments import list_flags_in_help
 from keras_resnet.preprocessing import decode_image
 from keras_resnet.trainers.data import image_tree, tfrecord
 from keras_resnet.trainers.data.imagenet import TREE_EVAL_SPLITS
@@ -151,6 +152,7 @@ def main(argv):
 def run():
     """Console-script entry point (keras-resnet-prepare)."""
     define_flags()
+    list_flags_in_help(FLAGS)
     app.run(main)
 
 

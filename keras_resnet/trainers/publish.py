@@ -1,8 +1,9 @@
 """Turns a finished CIFAR-10 run into the weights that ship with the package.
 
-    python -m keras_resnet.trainers.publish --model_dir=/work/runs/resnet20_paper
+    python -m keras_resnet.trainers.publish --model_dir=/work/runs/resnet20_paper \
+        --output_dir=keras_resnet/pretrained
 
-Writes keras_resnet/pretrained/<model>_cifar10.weights.h5 (float32, whatever
+Writes <output_dir>/<model>_cifar10.weights.h5 (float32, whatever
 precision trained it), the run's results.json (the README's zoo table quotes
 its test accuracy) and the run's mean image, which
 `keras_resnet.cifar_utils.preprocess_input` subtracts. The copy is checked
@@ -27,9 +28,11 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     flags.DEFINE_string("model_dir", None, "A finished CIFAR-10 run of trainers.train.")
-    flags.DEFINE_string("output_dir", weights_lib.SHIPPED_DIR,
-                        "Where the package's pretrained files live.")
-    flags.mark_flag_as_required("model_dir")
+    # No default: the package's own folder is site-packages when it is
+    # installed from a wheel, and publishing belongs in a source checkout.
+    flags.DEFINE_string("output_dir", None, "Where to write: keras_resnet/pretrained of a "
+                        "source checkout ships the weights with the package.")
+    flags.mark_flags_as_required(["model_dir", "output_dir"])
 
 
 def _finished_run(model_dir):

@@ -9,6 +9,7 @@ import sys
 
 from absl import app, flags, logging
 
+from keras_resnet.arguments import list_flags_in_help
 from keras_resnet.trainers import distribution, preemption
 from keras_resnet.trainers import flags as trainer_flags
 from keras_resnet.trainers.data import load_dataset
@@ -37,6 +38,11 @@ def check_flags():
             raise app.UsageError(f"--{name}={getattr(FLAGS, name)} must be in [0, 1)")
     if FLAGS.profile_steps and len(FLAGS.profile_steps) != 2:
         raise app.UsageError(f"--profile_steps={FLAGS.profile_steps} must be 'first,last'")
+    if FLAGS.export_dir:
+        try:  # before training, not after it
+            import keras_resnet.savedmodels  # noqa: F401
+        except ImportError as error:
+            raise app.UsageError(f"--export_dir: {error}") from None
 
 
 @preemption.exits_when_preempted
@@ -72,6 +78,7 @@ def main(argv):
 def run():
     """Console-script entry point (keras-resnet-train)."""
     trainer_flags.define_train_flags()
+    list_flags_in_help(FLAGS)
     app.run(main)
 
 

@@ -37,6 +37,7 @@ import keras_tuner
 from absl import app, flags, logging
 
 from keras_resnet import model_dir as model_dir_lib
+from keras_resnet.arguments import list_flags_in_help
 from keras_resnet.trainers import callbacks as cb
 from keras_resnet.trainers import distribution, loop, preemption, search_space
 from keras_resnet.trainers import flags as trainer_flags
@@ -494,6 +495,7 @@ def main(argv):
 def run():
     """Console-script entry point (keras-resnet-tune)."""
     define_flags()
+    list_flags_in_help(FLAGS)
     app.run(main)
 
 
