@@ -11,7 +11,7 @@ from absl import logging
 
 from keras_resnet import cifar_utils
 from keras_resnet.preprocessing import EvalPreprocessing, cifar_train_augment_batch, decode_image
-from keras_resnet.trainers.data import image_tree
+from keras_resnet.trainers.data import array_cache, image_tree
 from keras_resnet.trainers.data.pipeline import (
     AUTOTUNE, Dataset, InputOptions, batches_before, finish, map_encoded, per_replica_batch, shard,
     with_options,
@@ -73,7 +73,8 @@ def _read_binary_batches(folder, split):
 
 def _decode_all(split, skip_corrupt):
     """Decodes a tree split with TensorFlow's decoder (the one serving uses),
-    in parallel. A corrupt file is named in the error, or skipped and counted."""
+    in parallel: (images, labels, names of skipped files). A corrupt file is
+    named in the error, or skipped."""
     def decode(data):  # fixed shapes, so that images leave tf.data in batches
         image = decode_image(data)
         shape = tf.shape(image)
@@ -99,15 +100,24 @@ def _decode_all(split, skip_corrupt):
                              f"{IMAGE_SHAPE}")
         images.append(image)
         labels.append(label)
-    if skipped:
-        logging.warning("Skipped %d corrupt images, first: %s", len(skipped), skipped[0])
     if not images:
         raise ValueError(f"no readable image among {len(split.names)}")
-    return np.stack(images), np.asarray(labels, np.int64)
+    return np.stack(images), np.asarray(labels, np.int64), np.array(skipped, str)
+
+
+def _read_tree(data_dir, split, skip_corrupt):
+    tree = image_tree.read_split(data_dir, split)
+    if tree.class_names != CLASS_NAMES:
+        raise ValueError(
+            f"{data_dir}: class folders {tree.class_names} are not CIFAR-10's {CLASS_NAMES}"
+        )
+    return _decode_all(tree, skip_corrupt)
 
 
 def load_arrays(data_dir, split, skip_corrupt=False):
-    """(images uint8 NHWC, labels int64) of 'train' or 'test' from any local form."""
+    """(images uint8 NHWC, labels int64) of 'train' or 'test' from any local
+    form. An archive's decoded arrays are cached (see array_cache): a rerun
+    reads them back instead of decoding 60k JPEGs again."""
     if data_dir is None or not os.path.exists(data_dir):
         raise ValueError(f"data_dir={data_dir!r} does not exist; CIFAR-10 is read from {LOCAL_FORMS}")
     for sub, reader in (("cifar-10-batches-py", _read_pickle_batches),
@@ -115,12 +125,16 @@ def load_arrays(data_dir, split, skip_corrupt=False):
         for folder in (data_dir, os.path.join(data_dir, sub)):
             if os.path.basename(os.path.normpath(folder)) == sub and os.path.isdir(folder):
                 return reader(folder, split)
-    tree = image_tree.read_split(data_dir, split)
-    if tree.class_names != CLASS_NAMES:
-        raise ValueError(
-            f"{data_dir}: class folders {tree.class_names} are not CIFAR-10's {CLASS_NAMES}"
-        )
-    return _decode_all(tree, skip_corrupt)
+    if image_tree.is_tar(data_dir):
+        images, labels, skipped = array_cache.cached(
+            data_dir, f"cifar10-{split}", ("images", "labels", "skipped"),
+            lambda: _read_tree(data_dir, split, skip_corrupt),
+            split=split, skip_corrupt=skip_corrupt)
+    else:
+        images, labels, skipped = _read_tree(data_dir, split, skip_corrupt)
+    if len(skipped):
+        logging.warning("Skipped %d corrupt images, first: %s", len(skipped), skipped[0])
+    return images, labels
 
 
 def mean_image(images):
