@@ -2,6 +2,8 @@
 image tree (folder and tar), TFDS (its offline failure), ImageNet TFRecord
 shards (1-based labels) and the raw folder layout, generic folders."""
 
+import logging
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -10,6 +12,7 @@ from data_fixtures import (cifar_arrays, cifar_batches, cifar_tree, imagenet_raw
 
 from keras_resnet.preprocessing import EvalPreprocessing, decode_image
 from keras_resnet.trainers.data import InputOptions, cifar10, load_dataset
+from keras_resnet.trainers.data.pipeline import hold_out
 
 ORDERED = InputOptions(deterministic=True)
 
@@ -141,6 +144,37 @@ def test_validation_split_holds_out_part_of_train(imagenet_raw, imagenet_records
     dataset = load_dataset("imagenet2012", imagenet_records[0], InputOptions(cache=False),
                            validation_split=True)
     assert dataset.num_train + dataset.num_eval == 16 and dataset.num_eval > 0
+
+
+def held_out_lines(caplog):
+    return [r.getMessage() for r in caplog.records if "--validation_split holds out" in r.getMessage()]
+
+
+def test_validation_split_of_a_small_cifar_copy_holds_out_a_tenth(cifar_slice, cifar_arrays,
+                                                                  caplog):
+    caplog.set_level(logging.INFO)
+    dataset = load_dataset("cifar10", cifar_slice, ORDERED, validation_split=True)
+    assert (dataset.num_train, dataset.num_eval) == (180, 20)
+    assert held_out_lines(caplog) == [
+        "cifar10: --validation_split holds out 20 of the 200 training images "
+        "(evaluated on them; 180 left to train on)"]
+    images, _ = eval_examples(dataset)
+    train = {bytes(i) for i in cifar_arrays["train"][0]}
+    assert len(images) == 20  # training images, none of the test split
+    # (evaluated normalized: compare through the inverse of the mean subtraction)
+    mean = dataset.preprocessing.mean_image
+    assert all(bytes(np.round(x + mean).astype(np.uint8)) in train for x in images)
+
+
+def test_the_full_cifar_copy_keeps_the_papers_45k_5k_split():
+    """10%, at most 5,000: on 50,000 images the very split of before."""
+    kept, held = hold_out("cifar10", 50_000, at_most=5_000)
+    order = np.random.default_rng(0).permutation(50_000)
+    np.testing.assert_array_equal(held, order[:5_000])
+    np.testing.assert_array_equal(kept, np.sort(order[5_000:]))
+    assert len(hold_out("big", 80_000, at_most=5_000)[1]) == 5_000
+    with pytest.raises(ValueError, match="at least 2 training images.*has 1"):
+        hold_out("tiny", 1)
 
 
 def test_any_tfds_image_dataset_streams_its_encoded_images(photo_jpegs, tmp_path):

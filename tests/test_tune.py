@@ -22,8 +22,7 @@ from keras_resnet.trainers import tune
 
 FLAGS = flags.FLAGS
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# validation_split holds a fixed 5,000 training images out: 510 per class
-# leave 100 to train on.
+# validation_split holds a fixed random 10% of the training images out.
 TRAIN_PER_CLASS = 510
 TEST_PER_CLASS = 5
 TINY = ["--batch_size=32", "--steps_per_epoch=2", "--epochs_between_evals=10", "--seed=1"]

@@ -13,8 +13,8 @@ from keras_resnet import cifar_utils
 from keras_resnet.preprocessing import EvalPreprocessing, cifar_train_augment_batch, decode_image
 from keras_resnet.trainers.data import array_cache, image_tree
 from keras_resnet.trainers.data.pipeline import (
-    AUTOTUNE, Dataset, InputOptions, batches_before, finish, map_encoded, per_replica_batch, shard,
-    with_options,
+    AUTOTUNE, Dataset, InputOptions, batches_before, finish, hold_out, map_encoded,
+    per_replica_batch, shard, with_options,
 )
 
 CLASS_NAMES = list(cifar_utils.CLASS_NAMES)
@@ -183,28 +183,21 @@ def in_memory_dataset(name, class_names, train, test, preprocessing, options):
 
 def cifar10(data_dir, options=InputOptions(), validation_split=False):
     """CIFAR-10 from a local copy. With `validation_split`, a fixed random
-    5,000 of the training images become the eval set and the test split is
-    never read."""
+    5,000 of the training images (10% of a smaller copy) become the eval set
+    and the test split is never read."""
     return from_arrays("cifar10", CLASS_NAMES, load_arrays(data_dir, "train", options.skip_corrupt),
                        lambda: load_arrays(data_dir, "test", options.skip_corrupt),
                        options, validation_split)
 
 
-def from_arrays(name, class_names, train, load_test, options, validation_split,
-                validation_size=VALIDATION_SIZE):
+def from_arrays(name, class_names, train, load_test, options, validation_split):
     """The CIFAR recipe over in-memory (images, labels): the train split's
     mean image, pad-crop-flip training. `load_test()` gives the test arrays;
-    with `validation_split` a fixed random `validation_size` of train is
-    held out instead."""
+    with `validation_split` a fixed random 10% of train, at most the paper's
+    5,000, is held out instead."""
     images, labels = train
     if validation_split:
-        if len(labels) <= validation_size:
-            raise ValueError(
-                f"{name}: --validation_split holds out {validation_size} training images, "
-                f"but the training split has only {len(labels)}"
-            )
-        order = np.random.default_rng(0).permutation(len(labels))
-        held, kept = order[:validation_size], np.sort(order[validation_size:])
+        kept, held = hold_out(name, len(labels), at_most=VALIDATION_SIZE)
         train = images[kept], labels[kept]
         test = images[held], labels[held]
     else:

@@ -13,7 +13,7 @@ import numpy as np
 from absl import logging
 
 from keras_resnet.trainers.data import image_tree, tfrecord
-from keras_resnet.trainers.data.pipeline import VALIDATION_FRACTION
+from keras_resnet.trainers.data.pipeline import VALIDATION_FRACTION, hold_out
 from keras_resnet.trainers.data.streaming import image_dataset, list_source
 
 NUM_CLASSES = 1000
@@ -55,13 +55,6 @@ def _pick(split, indices):
                             contents=take(split.contents), paths=take(split.paths))
 
 
-def hold_out(count):
-    """(kept, held) sorted indices: a fixed random VALIDATION_FRACTION held out."""
-    order = np.random.default_rng(0).permutation(count)
-    held = max(1, round(count * VALIDATION_FRACTION))
-    return np.sort(order[held:]), np.sort(order[:held])
-
-
 def folder(data_dir, options, validation_split, name="folder"):
     """Any one-folder-per-class tree, in a folder or a tar (held in memory)."""
     if not data_dir:
@@ -72,8 +65,8 @@ def folder(data_dir, options, validation_split, name="folder"):
                          f"expected {TREE_FORMS}")
     train = image_tree.read_split(data_dir, "train")
     if validation_split:
-        kept, held = hold_out(len(train.labels))
-        train, test = _pick(train, kept), _pick(train, held)
+        kept, held = hold_out(name, len(train.labels))
+        train, test = _pick(train, kept), _pick(train, np.sort(held))
     else:
         eval_name = next((s for s in TREE_EVAL_SPLITS if s in splits), None)
         if eval_name is None:
