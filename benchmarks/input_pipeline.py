@@ -44,13 +44,13 @@ def _photo(name):
     return image[0] if isinstance(image, tuple) else image
 
 
-def photo_variants(count, shorter=(300, 450), seed=0, quality=92):
-    """`count` distinct JPEGs made from the real photos in PHOTOS: each a
-    random crop (60-100% of each side) of one, flipped or not, resized so its
-    shorter side is random in `shorter` (ImageNet's typical sizes). Yields
-    (photo name, JPEG bytes)."""
+def photo_variants(count, shorter=(300, 450), seed=0, quality=92, names=PHOTOS):
+    """`count` distinct JPEGs made from the real photos `names` (of PHOTOS),
+    in turn: each a random crop (60-100% of each side) of one, flipped or
+    not, resized so its shorter side is random in `shorter` (ImageNet's
+    typical sizes). Yields (photo name, JPEG bytes)."""
     rng = np.random.default_rng(seed)
-    photos = [(name, _photo(name)) for name in PHOTOS]
+    photos = [(name, _photo(name)) for name in names]
     for i in range(count):
         name, image = photos[i % len(photos)]
         h, w = image.shape[:2]

@@ -3,12 +3,13 @@ image tree (folder and tar), TFDS (its offline failure), ImageNet TFRecord
 shards (1-based labels) and the raw folder layout, generic folders."""
 
 import logging
+import tarfile
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from data_fixtures import (cifar_arrays, cifar_batches, cifar_tree, imagenet_raw,  # noqa: F401
-                           imagenet_records, photo_jpegs)
+                           imagenet_records, photo_classes, photo_jpegs)
 
 from keras_resnet.preprocessing import EvalPreprocessing, decode_image
 from keras_resnet.trainers.data import InputOptions, cifar10, load_dataset
@@ -175,6 +176,44 @@ def test_the_full_cifar_copy_keeps_the_papers_45k_5k_split():
     assert len(hold_out("big", 80_000, at_most=5_000)[1]) == 5_000
     with pytest.raises(ValueError, match="at least 2 training images.*has 1"):
         hold_out("tiny", 1)
+
+
+@pytest.mark.parametrize("form", ["folder", "tar"])
+def test_a_plain_class_tree_of_300_photos_is_the_training_split(photo_classes, form, tmp_path,
+                                                                caplog):
+    """<class>/<image> without train/, as keras.utils.image_dataset_from_directory
+    reads it; --validation_split holds a tenth out for evaluation."""
+    source = photo_classes
+    if form == "tar":  # under one top folder, as `tar czf photos.tar.gz photos/` makes it
+        source = str(tmp_path / "photos.tar.gz")
+        with tarfile.open(source, "w:gz") as tar:
+            tar.add(photo_classes, arcname="photos")
+    caplog.set_level(logging.INFO)
+    options = InputOptions(deterministic=True, cache=False, image_size=32, seed=1)
+    dataset = load_dataset("folder", source, options, validation_split=True)
+    assert dataset.class_names == ["astronaut", "chelsea", "coffee"]
+    assert (dataset.num_train, dataset.num_eval) == (270, 30)
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"{source}: no train/ folder; its 3 class folders (astronaut, chelsea, coffee) are " \
+        "taken as the training split: 300 images" in messages
+    assert held_out_lines(caplog) == [
+        "folder: --validation_split holds out 30 of the 300 training images "
+        "(evaluated on them; 270 left to train on)"]
+    images, labels = eval_examples(dataset)
+    assert images.shape == (30, 32, 32, 3) and set(labels) <= {0, 1, 2}
+    x, y = next(iter(dataset.train(16)))
+    assert x.shape == (16, 32, 32, 3)
+    with pytest.raises(ValueError, match="no validation/, val/ or test/ folder.*--validation_split"):
+        load_dataset("folder", source, options)
+
+
+def test_a_tar_whose_class_folders_sit_in_several_places_is_refused(photo_classes, tmp_path):
+    source = str(tmp_path / "mixed.tar")
+    with tarfile.open(source, "w") as tar:
+        tar.add(f"{photo_classes}/coffee", arcname="a/coffee")
+        tar.add(f"{photo_classes}/chelsea", arcname="b/chelsea")
+    with pytest.raises(ValueError, match="class folders sit in several places \\(a, b\\)"):
+        load_dataset("folder", source, validation_split=True)
 
 
 def test_any_tfds_image_dataset_streams_its_encoded_images(photo_jpegs, tmp_path):
