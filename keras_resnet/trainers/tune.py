@@ -10,6 +10,14 @@ scored on that held-out part: the test split is never read.
         --epochs_per_trial=3 --steps_per_epoch=100 \
         --data_dir=../shared/datasets/cifar10-jpeg.tar.gz --tune_dir=/work/runs/tune
 
+Search flags (listed by --helpfull): --lr_range, --weight_decay_range,
+--depths, --shortcuts, --variants, --batch_sizes, --label_smoothings,
+--warmups. With none of them, tune searches its default space, as
+keras-tuner's HyperResNet comes with one: --lr_range=0.02,0.5
+--weight_decay_range=1e-5,1e-3 --shortcuts=A,B,C, and --depths=20,32,44,56
+when --model is a CIFAR net. A trainer flag given (--shortcut=A,
+--model=resnet56) fixes its hyperparameter instead of searching it.
+
 Rerun the same command to resume: finished trials are kept and an
 interrupted one resumes from its last checkpoint. Trainer flags set what is
 not searched; --train_best then retrains the best values with them (the
@@ -477,7 +485,8 @@ def main(argv):
         dataset = datasets.get(trials_run)
     except ValueError as error:  # bad --data_dir: the message says what to fix
         raise app.UsageError(str(error)) from error
-    _say(f"Searching {space.describe()} by {FLAGS.tuner} search: at most {FLAGS.max_trials} "
+    default = "tune's default space (no search flag given): " if space.default else ""
+    _say(f"Searching {default}{space.describe()} by {FLAGS.tuner} search: at most {FLAGS.max_trials} "
          f"trials of {trial_length(trials_run)}, scored on {held_out(dataset)} "
          f"({dataset.num_train:,} left to train on); in {FLAGS.tune_dir}")
     tuner = TrainerTuner(make_oracle(space), FLAGS.tune_dir, trials_run, space, strategy, chief,
