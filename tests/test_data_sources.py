@@ -51,6 +51,18 @@ def test_tree_from_folder_and_from_tar_are_identical(cifar_tree, cifar_slice, ci
     np.testing.assert_array_equal(images[0], decode_image(first).numpy())
 
 
+def test_the_mean_image_is_the_float64_mean_bit_for_bit(cifar_arrays):
+    """Exact integer sums: the same float32 mean as averaging float64 copies,
+    on the real slice and on 5,001 random images (a count that does not
+    divide evenly)."""
+    random = np.random.default_rng(0).integers(0, 256, (5_001, 32, 32, 3), dtype=np.uint8)
+    for images in (cifar_arrays["train"][0], random):
+        want = images.astype(np.float64).mean(axis=0).astype(np.float32)
+        assert cifar10.mean_image(images).tobytes() == want.tobytes()
+    with pytest.raises(TypeError, match="uint8 images, not float32"):
+        cifar10.mean_image(random.astype(np.float32))
+
+
 def test_cifar_dataset_batches_and_preprocessing(cifar_slice, cifar_arrays):
     dataset = load_dataset("cifar10", cifar_slice, ORDERED)
     assert dataset.class_names == cifar10.CLASS_NAMES and dataset.image_shape == (32, 32, 3)

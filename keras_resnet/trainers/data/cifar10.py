@@ -138,8 +138,13 @@ def load_arrays(data_dir, split, skip_corrupt=False):
 
 
 def mean_image(images):
-    """The per-pixel mean of the training images (paper section 4.2)."""
-    return images.astype(np.float64).mean(axis=0).astype(np.float32)
+    """The per-pixel mean of the uint8 training images (paper section 4.2).
+    Their integer sums are exact, so this is the float64 mean bit for bit,
+    without a float64 copy of every image (1.2 GB and 10 s for CIFAR-10's)."""
+    if images.dtype != np.uint8:
+        raise TypeError(f"mean_image takes uint8 images, not {images.dtype}")
+    total = images.sum(axis=0, dtype=np.int64)
+    return (total.astype(np.float64) / len(images)).astype(np.float32)
 
 
 def in_memory_dataset(name, class_names, train, test, preprocessing, options):
