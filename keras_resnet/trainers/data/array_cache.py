@@ -84,6 +84,7 @@ def cached(archive, name, fields, build, **how):
     if arrays is not None:
         logging.info("Read %s of %s from the cache %s", name, archive, path)
         return arrays
+    logging.info("Decoding %s of %s; the arrays go to the cache %s", name, archive, path)
     arrays = build()
     _save(path, key, fields, arrays)
     return arrays
