@@ -57,17 +57,21 @@ DEFAULT_SPACE = {
 def define_search_flags():
     flags.DEFINE_list("lr_range", None,
                       "low,high: search --base_learning_rate log-uniformly between them; "
-                      "one value fixes it (default: --base_learning_rate).")
+                      "one value fixes it (default: --base_learning_rate; with no search "
+                      f"flag at all, {','.join(DEFAULT_SPACE['lr_range'])}).")
     flags.DEFINE_list("weight_decay_range", None,
                       "low,high: search --weight_decay log-uniformly between them; one "
-                      "value fixes it (default: --weight_decay).")
+                      "value fixes it (default: --weight_decay; with no search flag at all, "
+                      f"{','.join(DEFAULT_SPACE['weight_decay_range'])}).")
     flags.DEFINE_list("depths", None,
                       "CIFAR ResNet depths 6n+2 to choose from, each training resnet<depth>: "
                       + ", ".join(f"{d} (n={n})" for d, n in sorted(CIFAR_DEPTHS.items()))
-                      + " (default: --model).")
+                      + " (default: --model; with no search flag at all and a CIFAR "
+                      f"--model, {','.join(DEFAULT_SPACE['depths'])}).")
     flags.DEFINE_list("shortcuts", None,
                       f"Shortcut options to choose from, of {','.join(SHORTCUTS)} "
-                      "(default: --shortcut).")
+                      "(default: --shortcut; with no search flag at all, "
+                      f"{','.join(DEFAULT_SPACE['shortcuts'])}).")
     flags.DEFINE_list("variants", None,
                       f"ResNet variants to choose from, of {','.join(VARIANTS)} "
                       "(default: --variant).")
