@@ -134,6 +134,9 @@ def test_a_plain_class_tree_is_prepared_as_the_training_split(photo_classes, tmp
     dataset = load_dataset("tfrecord", out, InputOptions(cache=False, image_size=32),
                            validation_split=True)  # evaluated on held-out train shards
     assert dataset.num_train + dataset.num_eval == 300 and dataset.num_eval > 0
+    assert ("tfrecord: --validation_split holds out 1 of the 3 train shards: "
+            f"{dataset.num_eval} of the 300 training images ({dataset.num_train} left to train "
+            "on)") in caplog.messages
 
 
 def test_bad_trees_are_clear_errors(imagenet_raw, tmp_path):

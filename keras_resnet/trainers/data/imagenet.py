@@ -127,4 +127,9 @@ def tfrecords(data_dir, options, validation_split, name="tfrecord", num_classes=
         eval_files = tfrecord.find_shards(data_dir, split)
     sources = [tfrecord.record_source(files, *_counts(files, metadata, name), options=options)
                for files in (train_files, eval_files)]
+    if validation_split:
+        kept, held = (source.count for source in sources)
+        logging.info("%s: --validation_split holds out %d of the %d train shards: %d of the %d "
+                     "training images (%d left to train on)", name, len(eval_files),
+                     len(train_files) + len(eval_files), held, kept + held, kept)
     return image_dataset(name, class_names, *sources, options)
