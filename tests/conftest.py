@@ -32,6 +32,24 @@ def pytest_collection_modifyitems(config, items):
     items[:] = kept
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache_dir(tmp_path_factory):
+    """Session and module fixtures cache decoded datasets here, never in the
+    user's ~/.cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KERAS_RESNET_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path_factory, monkeypatch):
+    """Each test (and its subprocesses) caches decoded datasets in a fresh
+    folder of its own: what one test decoded never changes what another reads."""
+    folder = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("KERAS_RESNET_CACHE_DIR", str(folder))
+    return folder
+
+
 @functools.lru_cache(maxsize=None)
 def _photo(name, size):
     import skimage.data

@@ -64,6 +64,20 @@ def photo_jpegs():
     return list(photo_variants(24, shorter=SHORTER, seed=3))
 
 
+@pytest.fixture(scope="session")
+def photo_classes(tmp_path_factory):
+    """A plain class tree of 300 real-photo JPEGs, no train/ folder:
+    <root>/<photo>/NNN.jpg, 100 crops/flips/resizes (shorter side 40-64) of
+    each of 3 skimage photos, the layout keras.utils.image_dataset_from_directory
+    reads."""
+    root = tmp_path_factory.mktemp("photo_classes")
+    names = ("astronaut", "chelsea", "coffee")
+    for k, (name, data) in enumerate(photo_variants(300, shorter=(40, 64), seed=5, names=names)):
+        (root / name).mkdir(exist_ok=True)
+        (root / name / f"{k:03d}.jpg").write_bytes(data)
+    return str(root)
+
+
 def imagenet_example(encoded, label, filename):
     """A tf.train.Example as build_imagenet_data writes it (1-based label),
     made here independently of trainers.data.tfrecord."""

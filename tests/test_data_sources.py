@@ -2,14 +2,18 @@
 image tree (folder and tar), TFDS (its offline failure), ImageNet TFRecord
 shards (1-based labels) and the raw folder layout, generic folders."""
 
+import logging
+import tarfile
+
 import numpy as np
 import pytest
 import tensorflow as tf
 from data_fixtures import (cifar_arrays, cifar_batches, cifar_tree, imagenet_raw,  # noqa: F401
-                           imagenet_records, photo_jpegs)
+                           imagenet_records, photo_classes, photo_jpegs)
 
 from keras_resnet.preprocessing import EvalPreprocessing, decode_image
 from keras_resnet.trainers.data import InputOptions, cifar10, load_dataset
+from keras_resnet.trainers.data.pipeline import hold_out
 
 ORDERED = InputOptions(deterministic=True)
 
@@ -45,6 +49,18 @@ def test_tree_from_folder_and_from_tar_are_identical(cifar_tree, cifar_slice, ci
     # Pixels are TensorFlow's decode of the JPEG files.
     first = open(f"{cifar_tree}/train/airplane/0000.jpg", "rb").read()
     np.testing.assert_array_equal(images[0], decode_image(first).numpy())
+
+
+def test_the_mean_image_is_the_float64_mean_bit_for_bit(cifar_arrays):
+    """Exact integer sums: the same float32 mean as averaging float64 copies,
+    on the real slice and on 5,001 random images (a count that does not
+    divide evenly)."""
+    random = np.random.default_rng(0).integers(0, 256, (5_001, 32, 32, 3), dtype=np.uint8)
+    for images in (cifar_arrays["train"][0], random):
+        want = images.astype(np.float64).mean(axis=0).astype(np.float32)
+        assert cifar10.mean_image(images).tobytes() == want.tobytes()
+    with pytest.raises(TypeError, match="uint8 images, not float32"):
+        cifar10.mean_image(random.astype(np.float32))
 
 
 def test_cifar_dataset_batches_and_preprocessing(cifar_slice, cifar_arrays):
@@ -141,6 +157,75 @@ def test_validation_split_holds_out_part_of_train(imagenet_raw, imagenet_records
     dataset = load_dataset("imagenet2012", imagenet_records[0], InputOptions(cache=False),
                            validation_split=True)
     assert dataset.num_train + dataset.num_eval == 16 and dataset.num_eval > 0
+
+
+def held_out_lines(caplog):
+    return [r.getMessage() for r in caplog.records if "--validation_split holds out" in r.getMessage()]
+
+
+def test_validation_split_of_a_small_cifar_copy_holds_out_a_tenth(cifar_slice, cifar_arrays,
+                                                                  caplog):
+    caplog.set_level(logging.INFO)
+    dataset = load_dataset("cifar10", cifar_slice, ORDERED, validation_split=True)
+    assert (dataset.num_train, dataset.num_eval) == (180, 20)
+    assert held_out_lines(caplog) == [
+        "cifar10: --validation_split holds out 20 of the 200 training images "
+        "(evaluated on them; 180 left to train on)"]
+    images, _ = eval_examples(dataset)
+    train = {bytes(i) for i in cifar_arrays["train"][0]}
+    assert len(images) == 20  # training images, none of the test split
+    # (evaluated normalized: compare through the inverse of the mean subtraction)
+    mean = dataset.preprocessing.mean_image
+    assert all(bytes(np.round(x + mean).astype(np.uint8)) in train for x in images)
+
+
+def test_the_full_cifar_copy_keeps_the_papers_45k_5k_split():
+    """10%, at most 5,000: on 50,000 images the very split of before."""
+    kept, held = hold_out("cifar10", 50_000, at_most=5_000)
+    order = np.random.default_rng(0).permutation(50_000)
+    np.testing.assert_array_equal(held, order[:5_000])
+    np.testing.assert_array_equal(kept, np.sort(order[5_000:]))
+    assert len(hold_out("big", 80_000, at_most=5_000)[1]) == 5_000
+    with pytest.raises(ValueError, match="at least 2 training images.*has 1"):
+        hold_out("tiny", 1)
+
+
+@pytest.mark.parametrize("form", ["folder", "tar"])
+def test_a_plain_class_tree_of_300_photos_is_the_training_split(photo_classes, form, tmp_path,
+                                                                caplog):
+    """<class>/<image> without train/, as keras.utils.image_dataset_from_directory
+    reads it; --validation_split holds a tenth out for evaluation."""
+    source = photo_classes
+    if form == "tar":  # under one top folder, as `tar czf photos.tar.gz photos/` makes it
+        source = str(tmp_path / "photos.tar.gz")
+        with tarfile.open(source, "w:gz") as tar:
+            tar.add(photo_classes, arcname="photos")
+    caplog.set_level(logging.INFO)
+    options = InputOptions(deterministic=True, cache=False, image_size=32, seed=1)
+    dataset = load_dataset("folder", source, options, validation_split=True)
+    assert dataset.class_names == ["astronaut", "chelsea", "coffee"]
+    assert (dataset.num_train, dataset.num_eval) == (270, 30)
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"{source}: no train/ folder; its 3 class folders (astronaut, chelsea, coffee) are " \
+        "taken as the training split: 300 images" in messages
+    assert held_out_lines(caplog) == [
+        "folder: --validation_split holds out 30 of the 300 training images "
+        "(evaluated on them; 270 left to train on)"]
+    images, labels = eval_examples(dataset)
+    assert images.shape == (30, 32, 32, 3) and set(labels) <= {0, 1, 2}
+    x, y = next(iter(dataset.train(16)))
+    assert x.shape == (16, 32, 32, 3)
+    with pytest.raises(ValueError, match="no validation/, val/ or test/ folder.*--validation_split"):
+        load_dataset("folder", source, options)
+
+
+def test_a_tar_whose_class_folders_sit_in_several_places_is_refused(photo_classes, tmp_path):
+    source = str(tmp_path / "mixed.tar")
+    with tarfile.open(source, "w") as tar:
+        tar.add(f"{photo_classes}/coffee", arcname="a/coffee")
+        tar.add(f"{photo_classes}/chelsea", arcname="b/chelsea")
+    with pytest.raises(ValueError, match="class folders sit in several places \\(a, b\\)"):
+        load_dataset("folder", source, validation_split=True)
 
 
 def test_any_tfds_image_dataset_streams_its_encoded_images(photo_jpegs, tmp_path):

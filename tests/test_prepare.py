@@ -3,6 +3,7 @@ TFRecord shards that the ImageNet reader reads back with the same labels and
 pixels; its bad inputs; the absl binary."""
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from data_fixtures import cifar_tree, imagenet_raw, photo_jpegs  # noqa: F401
+from data_fixtures import cifar_tree, imagenet_raw, photo_classes, photo_jpegs  # noqa: F401
 
 from keras_resnet.preprocessing import decode_image
 from keras_resnet.trainers import prepare
@@ -111,14 +112,45 @@ def test_corrupt_images_stop_prepare_or_are_skipped_and_counted(imagenet_raw, tm
         prepare.prepare(str(src), str(tmp_path / "out2"), shards=2, skip_corrupt=True)
 
 
+def test_a_plain_class_tree_is_prepared_as_the_training_split(photo_classes, tmp_path, caplog):
+    """<class>/<image> without train/ (keras.utils.image_dataset_from_directory's
+    layout): its images become the train shards, and the log says so."""
+    caplog.set_level(logging.INFO)
+    out = str(tmp_path / "out")
+    metadata = prepare.prepare(photo_classes, out, shards=3)
+    assert f"{photo_classes}: no train/ folder; its 3 class folders (astronaut, chelsea, " \
+        "coffee) are taken as the training split: 300 images" in caplog.messages
+    assert metadata["splits"] == {"train": {"examples": 300, "shards": 3, "skipped": 0}}
+    assert tfrecord.read_labels(out) == ["astronaut", "chelsea", "coffee"]
+    examples = read_all(tfrecord.find_shards(out, "train"))
+    assert len(examples) == 300
+    for example in examples[:20]:  # the image's own bytes, labelled by its folder
+        synset = example["image/class/synset"].numpy().decode()
+        name = example["image/filename"].numpy().decode()
+        assert int(example["image/class/label"]) == 1 + ["astronaut", "chelsea", "coffee"].index(
+            synset)
+        with open(os.path.join(photo_classes, synset, name), "rb") as f:
+            assert example["image/encoded"].numpy() == f.read()
+    dataset = load_dataset("tfrecord", out, InputOptions(cache=False, image_size=32),
+                           validation_split=True)  # evaluated on held-out train shards
+    assert dataset.num_train + dataset.num_eval == 300 and dataset.num_eval > 0
+    assert ("tfrecord: --validation_split holds out 1 of the 3 train shards: "
+            f"{dataset.num_eval} of the 300 training images ({dataset.num_train} left to train "
+            "on)") in caplog.messages
+
+
 def test_bad_trees_are_clear_errors(imagenet_raw, tmp_path):
     import shutil
 
     with pytest.raises(ValueError, match="no such folder"):
         prepare.prepare(str(tmp_path / "missing"), str(tmp_path / "out"), shards=2)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="no train/ folder"):
+    with pytest.raises(ValueError, match="no train/ folder, nor images in a plain <class>/<image>"):
         prepare.prepare(str(tmp_path / "empty"), str(tmp_path / "out"), shards=2)
+    src = tmp_path / "eval_only"
+    shutil.copytree(os.path.join(imagenet_raw, "validation"), src / "validation")
+    with pytest.raises(ValueError, match=r"no train/ folder beside \['validation'\]"):
+        prepare.prepare(str(src), str(tmp_path / "out"), shards=2)
     src = tmp_path / "tree"
     shutil.copytree(imagenet_raw, src)
     os.rename(src / "validation" / "n01440764", src / "validation" / "n00000001")

@@ -22,8 +22,7 @@ from keras_resnet.trainers import tune
 
 FLAGS = flags.FLAGS
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# validation_split holds a fixed 5,000 training images out: 510 per class
-# leave 100 to train on.
+# validation_split holds a fixed random 10% of the training images out.
 TRAIN_PER_CLASS = 510
 TEST_PER_CLASS = 5
 TINY = ["--batch_size=32", "--steps_per_epoch=2", "--epochs_between_evals=10", "--seed=1"]
@@ -251,7 +250,8 @@ def test_bayesian_search_proposes_from_its_gaussian_process_after_the_random_poi
 
 
 @pytest.mark.parametrize("args, message", [
-    ([], "The search space is empty"),
+    (["--base_learning_rate=0.1", "--weight_decay=1e-4", "--shortcut=A", "--model=resnet20"],
+     "The search space is empty: every hyperparameter is fixed (by a trainer flag"),
     (["--lr_range=0.1"], "The search space is empty"),
     (["--shortcuts=A,D"], "--shortcuts=A,D: 'D' is unknown; choose from A, B, C"),
     (["--shortcuts="], "--shortcuts is empty"),
@@ -272,6 +272,56 @@ def test_flag_errors_name_the_flag(tune_flags, tmp_path, args, message):
     with pytest.raises(app.UsageError) as error:
         tune.main([])
     assert message in str(error.value)
+
+
+def test_without_search_flags_tune_searches_its_default_space(tune_flags, tmp_path):
+    """As keras-tuner's HyperResNet: learning rate, weight decay, shortcuts,
+    and depths for a CIFAR net; a trainer flag fixes its hyperparameter."""
+    from keras_resnet.trainers import search_space
+
+    def space(*args):
+        tune_dir = tmp_path / str(len(os.listdir(tmp_path)))
+        parse(f"--tune_dir={tune_dir}", "--data_dir=/nonexistent/cifar.tar", *args)
+        with pytest.raises(app.UsageError, match="nonexistent"):  # not "empty": searched
+            tune.main([])
+        return read_json(tune_dir, tune.CONFIG_FILE)["space"]
+
+    assert space() == {
+        "base_learning_rate": {"kind": "log", "values": [0.02, 0.5]},
+        "weight_decay": {"kind": "log", "values": [1e-5, 1e-3]},
+        "shortcut": {"kind": "choice", "values": ["A", "B", "C"]},
+        "model": {"kind": "choice", "values": ["resnet20", "resnet32", "resnet44", "resnet56"]},
+    }
+    assert set(space("--model=resnet50")) == {"base_learning_rate", "weight_decay", "shortcut"}
+    assert set(space("--shortcut=A", "--base_learning_rate=0.2")) == {"weight_decay", "model"}
+    assert set(space("--shortcuts=A,B")) == {"shortcut"}  # a search flag: only what it names
+    # --help (tune's docstring) lists the default space.
+    doc = " ".join(tune.__doc__.split())
+    for flag, values in search_space.DEFAULT_SPACE.items():
+        assert f"--{flag}={','.join(values)}" in doc
+
+
+def test_a_default_search_on_a_small_copy_holds_out_a_tenth(tune_flags, cifar_slice, tmp_path,
+                                                             capsys):
+    """200 training images: trials are scored on 20 held out, and every
+    output says so. No search flag: the default space (less the depth,
+    which --model fixes)."""
+    tune_dir = str(tmp_path / "tune")
+    parse(*TINY, "--model=resnet20", "--train_steps=2", "--max_trials=1",
+          f"--data_dir={cifar_slice}", f"--tune_dir={tune_dir}")
+    tune.main([])
+    out = capsys.readouterr().out
+    assert ("Searching tune's default space (no search flag given): base_learning_rate "
+            "log-uniform in [0.02, 0.5]; weight_decay log-uniform in [1e-05, 0.001]; "
+            "shortcut {A, B, C} by random search") in out
+    assert "scored on 20 of the 200 training images held out (180 left to train on)" in out
+    assert "Trial 0 done in" in out
+    table = open(os.path.join(tune_dir, tune.TABLE_FILE)).read()
+    assert "scored on 20 of the 200 training images held out (the test split" in table
+    best = read_json(tune_dir, tune.BEST_FILE)
+    assert best["split"] == "validation (20 of the 200 training images held out; test split " \
+        "not read)"
+    assert read_json(tune_dir, "trials", "0", "results.json")["eval_examples"] == 20
 
 
 def test_max_trials_below_one_is_a_flag_error(tune_flags, tmp_path):

@@ -35,8 +35,9 @@ def define_data_flags():
                         "Local copy of the dataset (folder, .tar/.tar.gz, TFRecord "
                         "folder) or the TFDS data_dir.")
     flags.DEFINE_bool("validation_split", False,
-                      "Hold 5k training images out for evaluation (paper's 45k/5k); "
-                      "the test split is then never read.")
+                      "Hold a fixed random 10% of the training images out for evaluation "
+                      "(at most 5k of an in-memory dataset: CIFAR-10's 45k/5k, as the "
+                      "paper); the test split is then never read.")
     flags.DEFINE_bool("use_synthetic_data", False,
                       "Feed random tensors of the dataset's shape: measures the model alone.")
     flags.DEFINE_integer("shuffle_buffer", 10_000, "Shuffle buffer, in examples.")

@@ -11,6 +11,9 @@ writes them (the image's own bytes in image/encoded, 1-based
 image/class/label), plus labels.txt (class names in label order) and
 dataset.json (examples per shard). Read them back with
 --dataset=tfrecord --data_dir=<out> (or --dataset=imagenet2012 for ImageNet).
+A plain <class>/<image> tree without train/ (what
+keras.utils.image_dataset_from_directory reads) is taken as the training
+split: evaluate on part of it with --validation_split.
 
 Every image is decoded once to check it: a corrupt one is an error naming
 it, or skipped and counted with --skip_corrupt. Examples are shuffled across
@@ -26,7 +29,6 @@ from absl import app, flags, logging
 from keras_resnet.arguments import list_flags_in_help
 from keras_resnet.preprocessing import decode_image
 from keras_resnet.trainers.data import image_tree, tfrecord
-from keras_resnet.trainers.data.imagenet import TREE_EVAL_SPLITS
 from keras_resnet.trainers.data.pipeline import map_encoded
 
 FLAGS = flags.FLAGS
@@ -35,7 +37,8 @@ FORMATS = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG", "PNG"), (b"GIF8", "GIF"), (b"
 
 def define_flags():
     flags.DEFINE_string("src", None, "Image tree: a folder or .tar/.tar.gz holding "
-                        "train/<class>/<image> and optionally validation/, val/ or test/.")
+                        "train/<class>/<image> and optionally validation/, val/ or test/, "
+                        "or a plain <class>/<image> tree, taken as the training split.")
     flags.DEFINE_string("out", None, "Folder for the shards, labels.txt and dataset.json.")
     flags.DEFINE_integer("shards", 16, "Train shards.")
     flags.DEFINE_integer("eval_shards", None, "Shards of each eval split (default: "
@@ -108,11 +111,8 @@ def prepare(src, out, shards, eval_shards=None, skip_corrupt=False, seed=0):
         raise ValueError("--shards and --eval_shards must be >= 1")
     eval_shards = eval_shards or -(-shards // 8)
     names = image_tree.split_names(src)
-    if "train" not in names:
-        raise ValueError(f"{src}: no train/ folder (found {sorted(names)}); expected an "
-                         "image tree train/<class>/<image>")
-    splits = {"train": image_tree.read_split(src, "train")}
-    for name in TREE_EVAL_SPLITS:
+    splits = {"train": image_tree.read_train(src, names)}
+    for name in image_tree.EVAL_SPLITS:
         if name in names:
             splits[name] = image_tree.read_split(src, name)
             image_tree.check_same_classes(src, splits["train"], splits[name])

@@ -41,20 +41,37 @@ class Dimension:
         return "{" + ", ".join(str(v) for v in self.values) + "}"
 
 
+# With no search flag at all, tune searches these, as keras-tuner's HyperResNet
+# comes with its own space: the learning rate and weight decay around the
+# paper's 0.1 and 1e-4, the paper's three shortcut options and, for CIFAR
+# nets, the depths of its Table 6 up to 56. A trainer flag given (say
+# --shortcut=A) fixes its hyperparameter instead.
+DEFAULT_SPACE = {
+    "lr_range": ["0.02", "0.5"],
+    "weight_decay_range": ["1e-5", "1e-3"],
+    "shortcuts": ["A", "B", "C"],
+    "depths": ["20", "32", "44", "56"],  # CIFAR nets only
+}
+
+
 def define_search_flags():
     flags.DEFINE_list("lr_range", None,
                       "low,high: search --base_learning_rate log-uniformly between them; "
-                      "one value fixes it (default: --base_learning_rate).")
+                      "one value fixes it (default: --base_learning_rate; with no search "
+                      f"flag at all, {','.join(DEFAULT_SPACE['lr_range'])}).")
     flags.DEFINE_list("weight_decay_range", None,
                       "low,high: search --weight_decay log-uniformly between them; one "
-                      "value fixes it (default: --weight_decay).")
+                      "value fixes it (default: --weight_decay; with no search flag at all, "
+                      f"{','.join(DEFAULT_SPACE['weight_decay_range'])}).")
     flags.DEFINE_list("depths", None,
                       "CIFAR ResNet depths 6n+2 to choose from, each training resnet<depth>: "
                       + ", ".join(f"{d} (n={n})" for d, n in sorted(CIFAR_DEPTHS.items()))
-                      + " (default: --model).")
+                      + " (default: --model; with no search flag at all and a CIFAR "
+                      f"--model, {','.join(DEFAULT_SPACE['depths'])}).")
     flags.DEFINE_list("shortcuts", None,
                       f"Shortcut options to choose from, of {','.join(SHORTCUTS)} "
-                      "(default: --shortcut).")
+                      "(default: --shortcut; with no search flag at all, "
+                      f"{','.join(DEFAULT_SPACE['shortcuts'])}).")
     flags.DEFINE_list("variants", None,
                       f"ResNet variants to choose from, of {','.join(VARIANTS)} "
                       "(default: --variant).")
@@ -139,9 +156,11 @@ def _parse_flag(flag, raw):
 
 @dataclasses.dataclass(frozen=True)
 class Space:
-    """All dimensions the flags set: searched ones and fixed ones."""
+    """All dimensions the flags set: searched ones and fixed ones.
+    `default`: no search flag was given, so these are DEFAULT_SPACE's."""
 
     dimensions: tuple
+    default: bool = False
 
     @property
     def searched(self):
@@ -174,23 +193,38 @@ class Space:
         return "; ".join(f"{d.name} {d.spec()}" for d in self.searched)
 
 
-def from_flags(flag_values):
-    """The Space of the search flags; app.UsageError names a bad flag."""
-    dimensions = []
-    for flag, (field, _, _, _, trainer_flag) in FLAGS_TO_FIELDS.items():
-        raw = flag_values[flag].value
-        if raw is None:
+def _default_flags(flag_values):
+    """DEFAULT_SPACE less what a trainer flag fixes (and depths for a
+    non-CIFAR --model)."""
+    chosen = {}
+    for flag, raw in DEFAULT_SPACE.items():
+        trainer_flag = FLAGS_TO_FIELDS[flag][4]
+        if flag_values[trainer_flag].present:
             continue
+        if flag == "depths" and not is_cifar_model(flag_values["model"].value):
+            continue
+        chosen[flag] = raw
+    return chosen
+
+
+def from_flags(flag_values):
+    """The Space of the search flags, or the default space when none is
+    given; app.UsageError names a bad flag."""
+    given = {flag: flag_values[flag].value for flag in FLAGS_TO_FIELDS
+             if flag_values[flag].value is not None}
+    dimensions = []
+    for flag, raw in (given or _default_flags(flag_values)).items():
+        field, _, _, _, trainer_flag = FLAGS_TO_FIELDS[flag]
         if flag_values[trainer_flag].present:
             raise app.UsageError(
                 f"--{flag} and --{trainer_flag} both set {field}: give one of them")
         dimensions.append(_parse_flag(flag, raw))
-    space = Space(tuple(dimensions))
+    space = Space(tuple(dimensions), default=not given)
     if not space.searched:
         raise app.UsageError(
-            "The search space is empty: every hyperparameter is fixed. Give a low,high "
-            "range or several choices to at least one of "
-            + ", ".join(f"--{f}" for f in FLAGS_TO_FIELDS))
+            "The search space is empty: every hyperparameter is fixed (by a trainer flag "
+            "or a search flag of one value). Give a low,high range or several choices to "
+            "at least one of " + ", ".join(f"--{f}" for f in FLAGS_TO_FIELDS))
     return space
 
 

@@ -1,13 +1,22 @@
-"""Hyperparameter search with keras-tuner over the trainer's own runs.
+r"""Hyperparameter search with keras-tuner over the trainer's own runs.
 
 Each trial is a `trainers.loop.train` run (same input pipelines, strategies,
-mixed precision, checkpoints) on the training data less 5,000 held-out
-images, and is scored on those 5,000: the test split is never read.
+mixed precision, checkpoints) on the training data less a fixed random 10%
+held out (at most 5,000 of an in-memory dataset: CIFAR-10's 45k/5k), and is
+scored on that held-out part: the test split is never read.
 
     python -m keras_resnet.trainers.tune --tuner=random --max_trials=8 \
         --lr_range=0.02,0.5 --weight_decay_range=1e-5,1e-3 --shortcuts=A,B,C \
         --epochs_per_trial=3 --steps_per_epoch=100 \
         --data_dir=../shared/datasets/cifar10-jpeg.tar.gz --tune_dir=/work/runs/tune
+
+Search flags (listed by --helpfull): --lr_range, --weight_decay_range,
+--depths, --shortcuts, --variants, --batch_sizes, --label_smoothings,
+--warmups. With none of them, tune searches its default space, as
+keras-tuner's HyperResNet comes with one: --lr_range=0.02,0.5
+--weight_decay_range=1e-5,1e-3 --shortcuts=A,B,C, and --depths=20,32,44,56
+when --model is a CIFAR net. A trainer flag given (--shortcut=A,
+--model=resnet56) fixes its hyperparameter instead of searching it.
 
 Rerun the same command to resume: finished trials are kept and an
 interrupted one resumes from its last checkpoint. Trainer flags set what is
@@ -80,7 +89,7 @@ def define_flags():
                          lower_bound=1)
     flags.DEFINE_integer("epochs_per_trial", None,
                          "Epochs of each trial (of --steps_per_epoch steps, or one pass "
-                         "over the 45k training images); Hyperband's max epochs. "
+                         "over the training images not held out); Hyperband's max epochs. "
                          "Default: trials last --train_steps / --train_epochs.",
                          lower_bound=1)
     flags.DEFINE_enum("objective", "val_accuracy", list(OBJECTIVES),
@@ -327,7 +336,8 @@ class TrainerTuner(keras_tuner.engine.base_tuner.BaseTuner):
                  f"{(trial.message or '').strip().splitlines()[-1:]}")
             logging.error("Trial %s: %s", trial.trial_id, trial.message)
         if self.chief:
-            write_results(self.oracle, self.space, self.tune_dir, self.base_run)
+            write_results(self.oracle, self.space, self.tune_dir, self.base_run,
+                          held_out(self.datasets.get(self.base_run)))
 
 
 def make_oracle(space):
@@ -389,8 +399,15 @@ def markdown_table(rows):
     return "\n".join(lines) + "\n"
 
 
-def write_results(oracle, space, tune_dir, base_run):
-    """results.csv, results.md and best_hyperparameters.json; returns the rows."""
+def held_out(dataset):
+    """What trials are scored on, in words: how many of how many."""
+    total = dataset.num_train + dataset.num_eval
+    return f"{dataset.num_eval:,} of the {total:,} training images held out"
+
+
+def write_results(oracle, space, tune_dir, base_run, split):
+    """results.csv, results.md and best_hyperparameters.json; returns the
+    rows. `split` says what the trials were scored on (`held_out`)."""
     rows = result_rows(oracle, space, tune_dir)
     if rows:
         text = io.StringIO()
@@ -399,7 +416,7 @@ def write_results(oracle, space, tune_dir, base_run):
         writer.writerows(rows)
         _write_text(os.path.join(tune_dir, CSV_FILE), text.getvalue())
     header = (f"Trials of the search in {tune_dir}, best {FLAGS.objective} first, scored on "
-              "5,000 images held out of the training split (the test split is never read).\n\n")
+              f"{split} (the test split is never read).\n\n")
     _write_text(os.path.join(tune_dir, TABLE_FILE), header + markdown_table(rows))
     best = [t for t in oracle.get_best_trials(1)
             if t.status == keras_tuner.engine.trial.TrialStatus.COMPLETED]
@@ -411,7 +428,7 @@ def write_results(oracle, space, tune_dir, base_run):
             "trial": trial.trial_id,
             "objective": FLAGS.objective,
             "score": trial.score,
-            "split": "validation (5,000 training images held out; test split not read)",
+            "split": f"validation ({split}; test split not read)",
             "hyperparameters": values,
             "fixed": space.fixed,
             "train_flags": search_space.trainer_flags(best_run),
@@ -469,9 +486,10 @@ def main(argv):
         dataset = datasets.get(trials_run)
     except ValueError as error:  # bad --data_dir: the message says what to fix
         raise app.UsageError(str(error)) from error
-    _say(f"Searching {space.describe()} by {FLAGS.tuner} search: at most {FLAGS.max_trials} "
-         f"trials of {trial_length(trials_run)}, training on {dataset.num_train} images, "
-         f"scored on {dataset.num_eval} held out; in {FLAGS.tune_dir}")
+    default = "tune's default space (no search flag given): " if space.default else ""
+    _say(f"Searching {default}{space.describe()} by {FLAGS.tuner} search: at most {FLAGS.max_trials} "
+         f"trials of {trial_length(trials_run)}, scored on {held_out(dataset)} "
+         f"({dataset.num_train:,} left to train on); in {FLAGS.tune_dir}")
     tuner = TrainerTuner(make_oracle(space), FLAGS.tune_dir, trials_run, space, strategy, chief,
                          datasets, FLAGS.executions_per_trial, FLAGS.mixed_precision)
     finished = len(tuner.oracle.end_order)
@@ -482,7 +500,7 @@ def main(argv):
     except RuntimeError as error:  # keras-tuner: too many consecutive failed trials
         sys.exit(f"The search stopped: {error}")
     if chief:
-        rows = write_results(tuner.oracle, space, FLAGS.tune_dir, base)
+        rows = write_results(tuner.oracle, space, FLAGS.tune_dir, base, held_out(dataset))
         print(markdown_table(rows), flush=True)
         best = _read_json(os.path.join(FLAGS.tune_dir, BEST_FILE))
         if best:

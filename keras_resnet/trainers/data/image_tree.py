@@ -2,15 +2,20 @@
 folder or straight from a .tar / .tar.gz of one.
 
 The same layout serves CIFAR-10's JPEG copy, ImageNet's raw train tree and
-any user dataset; `prepare` turns one into TFRecord shards.
+any user dataset; `prepare` turns one into TFRecord shards. A plain class
+tree (`<class>/<file>`, no split folders), as
+keras.utils.image_dataset_from_directory reads, serves as a training split.
 """
 
 import dataclasses
 import os
 import tarfile
 
+from absl import logging
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+EVAL_SPLITS = ("validation", "val", "test")  # the eval folders beside train/, first found
 
 
 @dataclasses.dataclass
@@ -28,21 +33,23 @@ def is_tar(path):
     return str(path).endswith(TAR_SUFFIXES)
 
 
-def _split_of(parts, split):
-    """Index of the split folder in a member path, allowing one top folder
-    (`cifar10/train/cat/0001.jpg`) or none (`train/cat/0001.jpg`)."""
+def _class_of(parts, split):
+    """Index of the class folder in a member path, allowing one top folder
+    (`cifar10/train/cat/0001.jpg`) or none (`train/cat/0001.jpg`); split
+    None: a plain class tree (`cat/0001.jpg`, `top/cat/0001.jpg`)."""
+    if split is None:
+        return len(parts) - 2 if len(parts) in (2, 3) else None
     for i in (0, 1):
         if len(parts) == i + 3 and parts[i] == split:
-            return i
+            return i + 1
     return None
 
 
 def _finish(source, split, entries):
     if not entries:
-        raise ValueError(
-            f"{source}: no images found under '{split}/<class>/' "
-            f"(suffixes {', '.join(IMAGE_SUFFIXES)})"
-        )
+        where = ("no train/ folder, nor images in a plain <class>/<image> tree" if split is None
+                 else f"no images found under '{split}/<class>/'")
+        raise ValueError(f"{source}: {where} (suffixes {', '.join(IMAGE_SUFFIXES)})")
     entries.sort(key=lambda e: (e[0], e[1]))
     class_names = sorted({e[0] for e in entries})
     index = {c: i for i, c in enumerate(class_names)}
@@ -50,30 +57,37 @@ def _finish(source, split, entries):
 
 
 def read_tar_split(path, split):
-    """Reads every image of `split` from a tar archive into memory."""
+    """Reads every image of `split` (None: a plain class tree) from a tar
+    archive into memory."""
     if not os.path.isfile(path):
         raise ValueError(f"data_dir={path!r}: no such archive")
-    entries = []
+    entries, tops = [], set()
     try:
         with tarfile.open(path, "r:*") as tar:
             for member in tar:
                 parts = member.name.strip("./").split("/")
-                i = _split_of(parts, split)
+                i = _class_of(parts, split)
                 if i is None or not member.isfile():
                     continue
                 if not parts[-1].lower().endswith(IMAGE_SUFFIXES):
                     continue
                 data = tar.extractfile(member).read()
-                entries.append((parts[i + 1], parts[i + 2], member.name, data))
+                entries.append((parts[i], parts[i + 1], member.name, data))
+                tops.add(tuple(parts[:i]))
     except (tarfile.TarError, EOFError, OSError) as error:
         raise ValueError(f"{path}: unreadable tar archive ({error})") from error
+    if split is None and len(tops) > 1:
+        shown = ", ".join("/".join(t) or "(the archive root)" for t in sorted(tops))
+        raise ValueError(f"{path}: class folders sit in several places ({shown}); expected "
+                         "<class>/<image>, under one top folder at most")
     class_names, entries, labels = _finish(path, split, entries)
     return Split(class_names, [e[2] for e in entries], labels, contents=[e[3] for e in entries])
 
 
 def list_folder_split(root, split):
-    """Lists `root/<split>/<class>/<image>` without reading the images."""
-    folder = os.path.join(root, split)
+    """Lists `root/<split>/<class>/<image>` (split None: `root/<class>/<image>`)
+    without reading the images."""
+    folder = root if split is None else os.path.join(root, split)
     if not os.path.isdir(folder):
         raise ValueError(f"data_dir={root!r}: missing folder {folder}")
     entries = []
@@ -90,8 +104,25 @@ def list_folder_split(root, split):
 
 
 def read_split(source, split):
-    """A split of a tree held in a folder or a tar archive."""
+    """A split of a tree held in a folder or a tar archive (split None: the
+    whole of a plain class tree)."""
     return read_tar_split(source, split) if is_tar(source) else list_folder_split(source, split)
+
+
+def read_train(source, names):
+    """The training split of a tree whose split folders are `names`
+    (split_names): train/, or with neither train/ nor an eval folder, the
+    plain class tree itself, which is logged."""
+    if "train" in names:
+        return read_split(source, "train")
+    if names & set(EVAL_SPLITS):
+        raise ValueError(f"{source}: no train/ folder beside {sorted(names & set(EVAL_SPLITS))}; "
+                         "expected train/<class>/<image>, or a plain <class>/<image> tree")
+    train = read_split(source, None)
+    logging.info("%s: no train/ folder; its %d class folders (%s) are taken as the training "
+                 "split: %d images", source, len(train.class_names),
+                 ", ".join(train.class_names), len(train.labels))
+    return train
 
 
 def check_same_classes(source, train, test):

@@ -13,13 +13,12 @@ import numpy as np
 from absl import logging
 
 from keras_resnet.trainers.data import image_tree, tfrecord
-from keras_resnet.trainers.data.pipeline import VALIDATION_FRACTION
+from keras_resnet.trainers.data.pipeline import VALIDATION_FRACTION, hold_out
 from keras_resnet.trainers.data.streaming import image_dataset, list_source
 
 NUM_CLASSES = 1000
 # The standard set: examples and shards of each split.
 STANDARD = {"train": (1_281_167, 1024), "validation": (50_000, 128)}
-TREE_EVAL_SPLITS = ("validation", "val", "test")
 LOCAL_FORMS = (
     "TFRecord shards train-00000-of-01024 ... and validation-00000-of-00128 ... "
     "(image/encoded, 1-based image/class/label, as build_imagenet_data writes them), "
@@ -27,7 +26,8 @@ LOCAL_FORMS = (
     "image tree converted with `python -m keras_resnet.trainers.prepare --src=<tree> --out=<dir>`"
 )
 TREE_FORMS = ("an image tree train/<class>/<image> with validation/, val/ or test/ "
-              "beside it, in a folder or a .tar/.tar.gz")
+              "beside it, or a plain <class>/<image> tree (with --validation_split), "
+              "in a folder or a .tar/.tar.gz")
 
 
 def imagenet2012(data_dir, options, validation_split):
@@ -55,30 +55,21 @@ def _pick(split, indices):
                             contents=take(split.contents), paths=take(split.paths))
 
 
-def hold_out(count):
-    """(kept, held) sorted indices: a fixed random VALIDATION_FRACTION held out."""
-    order = np.random.default_rng(0).permutation(count)
-    held = max(1, round(count * VALIDATION_FRACTION))
-    return np.sort(order[held:]), np.sort(order[:held])
-
-
 def folder(data_dir, options, validation_split, name="folder"):
     """Any one-folder-per-class tree, in a folder or a tar (held in memory)."""
     if not data_dir:
         raise ValueError(f"--dataset={name} needs --data_dir: {TREE_FORMS}")
     splits = image_tree.split_names(data_dir)
-    if "train" not in splits:
-        raise ValueError(f"{data_dir}: no train/ folder (found {sorted(splits)}); "
-                         f"expected {TREE_FORMS}")
-    train = image_tree.read_split(data_dir, "train")
+    train = image_tree.read_train(data_dir, splits)
     if validation_split:
-        kept, held = hold_out(len(train.labels))
-        train, test = _pick(train, kept), _pick(train, held)
+        kept, held = hold_out(name, len(train.labels))
+        train, test = _pick(train, kept), _pick(train, np.sort(held))
     else:
-        eval_name = next((s for s in TREE_EVAL_SPLITS if s in splits), None)
+        eval_name = next((s for s in image_tree.EVAL_SPLITS if s in splits), None)
         if eval_name is None:
-            raise ValueError(f"{data_dir}: no validation/, val/ or test/ folder beside train/ "
-                             "(or pass --validation_split to hold out part of train)")
+            raise ValueError(f"{data_dir}: no validation/, val/ or test/ folder beside the "
+                             "training images (pass --validation_split to hold out part of "
+                             "them)")
         test = image_tree.read_split(data_dir, eval_name)
         image_tree.check_same_classes(data_dir, train, test)
     return image_dataset(name, train.class_names, _source(train), _source(test), options)
@@ -136,4 +127,9 @@ def tfrecords(data_dir, options, validation_split, name="tfrecord", num_classes=
         eval_files = tfrecord.find_shards(data_dir, split)
     sources = [tfrecord.record_source(files, *_counts(files, metadata, name), options=options)
                for files in (train_files, eval_files)]
+    if validation_split:
+        kept, held = (source.count for source in sources)
+        logging.info("%s: --validation_split holds out %d of the %d train shards: %d of the %d "
+                     "training images (%d left to train on)", name, len(eval_files),
+                     len(train_files) + len(eval_files), held, kept + held, kept)
     return image_dataset(name, class_names, *sources, options)

@@ -5,6 +5,7 @@ import dataclasses
 import threading
 from typing import Callable
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -219,3 +220,20 @@ class BadExamples:
             lambda: tf.constant(True),
             lambda: tf.reshape(tf.py_function(self.report, [name, problem], tf.bool), []),
         )
+
+
+def hold_out(name, count, at_most=None):
+    """(kept, held) indices of `count` training examples for --validation_split:
+    a fixed random VALIDATION_FRACTION (at most `at_most`) held out, so that a
+    small dataset keeps most of its images. Logged: how many of how many.
+    `kept` is sorted (files keep their order), `held` in the drawn order."""
+    if count < 2:
+        raise ValueError(f"{name}: --validation_split needs at least 2 training images to "
+                         f"hold some out; the training split has {count}")
+    held = max(1, round(count * VALIDATION_FRACTION))
+    if at_most is not None:
+        held = min(held, at_most)
+    order = np.random.default_rng(0).permutation(count)
+    logging.info("%s: --validation_split holds out %d of the %d training images "
+                 "(evaluated on them; %d left to train on)", name, held, count, count - held)
+    return np.sort(order[held:]), order[:held]
