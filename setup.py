@@ -33,7 +33,9 @@ setuptools.setup(
         "pillow>=9.0",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout>=2", "scikit-image>=0.20"],
+        # nbclient, nbformat and ipykernel run examples/*.ipynb in a real kernel.
+        "test": ["pytest>=7", "pytest-timeout>=2", "scikit-image>=0.20",
+                 "nbclient>=0.7", "nbformat>=5.7", "ipykernel>=6"],
     },
     entry_points={
         "console_scripts": [
