@@ -32,7 +32,11 @@ def python3_kernel(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs_without_errors_in_time(name, python3_kernel):
+def test_notebook_runs_without_errors_in_time(name, python3_kernel, tmp_path, monkeypatch):
+    # What a notebook writes (02's run and export) lands in pytest's folder.
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
     nb = nbformat.read(os.path.join(EXAMPLES, name), as_version=4)
     client = NotebookClient(nb, kernel_name=python3_kernel, timeout=CELL_TIMEOUT_S,
                             resources={"metadata": {"path": EXAMPLES}})
