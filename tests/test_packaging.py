@@ -33,7 +33,7 @@ NAME = "keras-resnet-zoo"
 # What the suite needs beside the package (MANIFEST.in).
 SUITE_FILES = ["pytest.ini", "README.md", "BENCHMARKS.md", "LICENSE", "BUILD", "WORKSPACE",
                ".bazelignore"]
-SUITE_FOLDERS = ["tests", "benchmarks", "bazel", "keras_resnet"]
+SUITE_FOLDERS = ["tests", "benchmarks", "bazel", "examples", "keras_resnet"]
 NOT_SOURCES = shutil.ignore_patterns(".git", ".venv*", "build", "dist", "*.egg-info",
                                      "__pycache__", "*.pyc", ".pytest_cache", "bazel-*")
 TIMEOUT = 600
