@@ -33,11 +33,13 @@ def _identity(payload, label):
 class Source:
     """One split as encoded examples.
 
-    `records(input_context, shuffle, seed)`: a one-pass tf.data.Dataset of
-    (payload, label, name, problem) strings/int64, this input pipeline's
-    shard, shuffled when `shuffle`. `unpack(payload, label)`: (encoded image,
-    0-based label); it runs guarded, so it may read a file or parse a record.
-    Labels are shown in messages `label_offset`-based (1 for ImageNet records).
+    `records(input_context, shuffle, seed, even=False)`: a one-pass
+    tf.data.Dataset of (payload, label, name, problem) strings/int64, this
+    input pipeline's shard, shuffled when `shuffle`; with `even`, shares that
+    differ by one example at most (eval pads every worker to the same steps).
+    `unpack(payload, label)`: (encoded image, 0-based label); it runs guarded,
+    so it may read a file or parse a record. Labels are shown in messages
+    `label_offset`-based (1 for ImageNet records).
     """
 
     count: int
@@ -52,7 +54,8 @@ def list_source(labels, names, paths=None, contents=None):
     (a tar read into memory). Sharded and shuffled per file."""
     payloads = paths if paths is not None else contents
 
-    def records(input_context, shuffle, seed):
+    def records(input_context, shuffle, seed, even=False):
+        del even  # sharded per example: even already
         ds = tf.data.Dataset.from_tensor_slices((payloads, tf.constant(labels, tf.int64), names))
         ds = shard(ds, input_context)
         if shuffle:
@@ -127,7 +130,7 @@ class ImagePipelines:
 
     def _decoded(self, split, input_context):
         """This pipeline's shard of a split, decoded whole and cached."""
-        records = self.sources[split].records(input_context, False, None)
+        records = self.sources[split].records(input_context, False, None, even=split == "test")
         decoded = self._checked(records, self.sources[split], prep.decode_image,
                                 tf.zeros([1, 1, 3], tf.uint8))
         return decoded.cache()
@@ -157,27 +160,29 @@ class ImagePipelines:
                                   input_context=input_context)
 
     def eval(self, batch_size, input_context=None):
+        size, test = self.image_size, self.sources["test"]
         if self.cache:
             ds = self._decoded("test", input_context).map(
                 lambda image, label: (self.preprocessing(image), label),
                 num_parallel_calls=AUTOTUNE, deterministic=self.options.deterministic)
         else:
-            size = self.image_size
-            ds = self._checked(self.sources["test"].records(input_context, False, None),
-                               self.sources["test"],
+            ds = self._checked(test.records(input_context, False, None, even=True), test,
                                lambda image_bytes: self.preprocessing(prep.decode_image(image_bytes)),
                                tf.zeros([size, size, 3]))
+        ds = ds.map(lambda image, label: (tf.ensure_shape(image, [size, size, 3]), label))
         return batch_and_prefetch(ds, training=False, batch_size=batch_size, options=self.options,
-                                  input_context=input_context)
+                                  input_context=input_context, num_examples=test.count)
 
     def eval_ten_crop(self, batch_size, input_context=None):
-        size = self.image_size
+        size, test = self.image_size, self.sources["test"]
         ds = self._checked(
-            self.sources["test"].records(input_context, False, None), self.sources["test"],
-            lambda image_bytes: prep.ten_crop_views(self.preprocessing, prep.decode_image(image_bytes)),
+            test.records(input_context, False, None, even=True), test,
+            lambda image_bytes: tf.ensure_shape(
+                prep.ten_crop_views(self.preprocessing, prep.decode_image(image_bytes)),
+                [10, size, size, 3]),
             tf.zeros([10, size, size, 3]))
         return batch_and_prefetch(ds, training=False, batch_size=batch_size, options=self.options,
-                                  input_context=input_context)
+                                  input_context=input_context, num_examples=test.count)
 
 
 def image_dataset(name, class_names, train, test, options):

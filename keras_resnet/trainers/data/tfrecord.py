@@ -160,16 +160,20 @@ def _unpack(payload, label):
     return parse(payload)
 
 
-def record_source(files, count, approximate_count=False, *, options):
-    """A Source over TFRecord shards: parallel interleave over the files, each
-    input pipeline reading its own files (its own records where there are
-    fewer files than pipelines), a shuffle buffer of records."""
+def record_source(files, count, approximate_count=False, *, options, shard_counts=None):
+    """A Source over TFRecord shards: parallel interleave over the files, a
+    shuffle buffer of records. Each input pipeline reads its own files where
+    that splits the records evenly: the files divide among the pipelines and
+    `shard_counts` (records per file, None: not known) are equal; for an
+    `even` split (eval) they must be known. Else its own records."""
     files = list(files)
     sizes = [tf.io.gfile.stat(f).length for f in files]
+    equal_files = shard_counts is not None and len(set(shard_counts)) == 1
 
-    def records(input_context, shuffle, seed):
+    def records(input_context, shuffle, seed, even=False):
         pipelines = input_context.num_input_pipelines if input_context else 1
-        per_file = pipelines <= len(files)
+        per_file = pipelines == 1 or (len(files) % pipelines == 0 and (
+            equal_files or (shard_counts is None and not even)))
         ds = tf.data.Dataset.from_tensor_slices((files, tf.constant(sizes, tf.int64)))
         if per_file:
             ds = shard(ds, input_context)
