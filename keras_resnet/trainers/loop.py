@@ -361,7 +361,7 @@ def train(run, strategy, chief=True, dataset=None):
                        "eval_loss": logs["loss"], "eval_accuracy": logs["accuracy"],
                        "eval_examples": dataset.num_eval})
         if dataset.eval_ten_crop is not None:
-            result["eval_ten_crop_accuracy"] = evaluate_ten_crop(model, dataset, run.batch_size)
+            result["eval_ten_crop_accuracy"] = evaluate_ten_crop(model, dataset, run.batch_size, strategy)
     if chief:
         _write_outputs(run, model, dataset, result)
     return result

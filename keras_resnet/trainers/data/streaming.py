@@ -16,7 +16,7 @@ from absl import logging
 
 from keras_resnet import preprocessing as prep
 from keras_resnet.trainers.data.pipeline import (AUTOTUNE, BadExamples, Dataset, batch_and_prefetch,
-                                    batches_before, guarded, per_replica_batch, shard,
+                                    batches_before, eval_steps, guarded, per_replica_batch, shard,
                                     shuffle_seed, with_seeds)
 
 # Decoded images of a split up to this size are cached in memory (--cache).
@@ -213,15 +213,32 @@ def image_dataset(name, class_names, train, test, options):
     )
 
 
-def evaluate_ten_crop(model, dataset, batch_size):
+def evaluate_ten_crop(model, dataset, batch_size, strategy=None):
     """The paper's 10-crop testing: top-1 accuracy of the model's outputs
-    averaged over each image's 10 views (dataset built with ten_crop)."""
-    predict = tf.function(lambda views: model(views, training=False))
-    correct = total = 0.0
-    for views, labels, weights in dataset.eval_ten_crop(batch_size):
-        scores = predict(tf.reshape(views, [-1, *views.shape[2:]]))
+    averaged over each image's 10 views (dataset built with ten_crop).
+
+    Distributed like eval: each worker reads its share, each replica scores
+    the 10 views of its per-replica batch (10x that batch in one call), all
+    workers run the same steps; the padding weighs 0."""
+    strategy = strategy or tf.distribute.get_strategy()
+    data = strategy.distribute_datasets_from_function(
+        lambda ctx: dataset.eval_ten_crop(batch_size, ctx))
+
+    def replica_step(views, labels, weights):
+        scores = model(tf.reshape(views, [-1, *views.shape[2:]]), training=False)
         scores = tf.reduce_mean(tf.reshape(scores, [tf.shape(views)[0], 10, -1]), axis=1)
         hits = tf.cast(tf.equal(tf.argmax(scores, -1), labels), tf.float32)
-        correct += float(tf.reduce_sum(hits * weights))
-        total += float(tf.reduce_sum(weights))
+        return tf.reduce_sum(hits * weights), tf.reduce_sum(weights)
+
+    @tf.function
+    def step(iterator):
+        sums = strategy.run(replica_step, args=next(iterator))
+        return [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in sums]
+
+    iterator = iter(data)
+    correct = total = 0.0
+    for _ in range(eval_steps(dataset.num_eval, batch_size)):
+        hits, weights = step(iterator)
+        correct += float(hits)
+        total += float(weights)
     return correct / total if total else float("nan")
