@@ -15,7 +15,7 @@ import tensorflow as tf
 from data_fixtures import (cifar_tree, imagenet_raw, imagenet_records,  # noqa: F401
                            photo_jpegs, write_shards)
 
-from keras_resnet.trainers.data import InputOptions, load_dataset, streaming
+from keras_resnet.trainers.data import InputOptions, load_dataset, streaming, tfrecord
 
 SKIP = InputOptions(skip_corrupt=True, cache=False)
 
@@ -139,6 +139,35 @@ def test_corrupt_or_truncated_record_names_the_shard(imagenet_records, tmp_path,
     dataset = load_dataset("imagenet2012", str(folder), SKIP)
     kept = real_examples(dataset.eval(4))
     assert 0 < kept < 8
+    lines = skipped_lines(caplog)
+    assert len(lines) == 1 and str(shard) in lines[0]
+
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_shard_cut_at_a_record_boundary_names_the_shard(imagenet_records, tmp_path, cache,
+                                                        caplog):
+    """Every byte of a shard cut between records reads: only the count that
+    dataset.json gives shows the records lost."""
+    folder = tmp_path / "records"
+    shutil.copytree(imagenet_records[0], folder)
+    shards = sorted(p.name for p in folder.glob("*-of-*"))
+    counts = tfrecord.count_records([str(folder / name) for name in shards])
+    tfrecord.write_metadata(str(folder), {"shards": dict(zip(shards, counts))})
+    shard = folder / "validation-00000-of-00001"
+    records = list(tf.data.TFRecordDataset(str(shard)).as_numpy_iterator())
+    with tf.io.TFRecordWriter(str(shard)) as writer:
+        for record in records[:7]:
+            writer.write(record)
+    options = InputOptions(cache=cache)
+    dataset = load_dataset("imagenet2012", str(folder), options)
+    with pytest.raises(tf.errors.OpError, match=f"{shard} record 7: 7 records, not the 8 that "
+                                                "dataset.json"):
+        real_examples(dataset.eval(4))
+    caplog.set_level(logging.WARNING)
+    dataset = load_dataset("imagenet2012", str(folder),
+                           dataclasses.replace(options, skip_corrupt=True))
+    assert real_examples(dataset.eval(4)) == 7
     lines = skipped_lines(caplog)
     assert len(lines) == 1 and str(shard) in lines[0]
 
