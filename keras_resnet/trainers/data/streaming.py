@@ -9,8 +9,10 @@ reported by name (`BadExamples`) instead of failing without one.
 """
 
 import dataclasses
+import os
 from typing import Callable
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -19,8 +21,11 @@ from keras_resnet.trainers.data.pipeline import (AUTOTUNE, BadExamples, Dataset,
                                     batches_before, eval_steps, guarded, per_replica_batch, shard,
                                     shuffle_seed, with_seeds)
 
-# Decoded images of a split up to this size are cached in memory (--cache).
+# Decoded images of a split up to this size, and up to half the memory
+# available, are cached in memory (--cache).
 CACHE_BYTES = 2 << 30
+# Images whose headers estimate a split's decoded size.
+SIZE_SAMPLE = 64
 DEFAULT_IMAGE_SIZE = 224
 UNREADABLE = "unreadable: corrupt or truncated image or record"
 
@@ -39,7 +44,8 @@ class Source:
     differ by one example at most (eval pads every worker to the same steps).
     `unpack(payload, label)`: (encoded image, 0-based label); it runs guarded,
     so it may read a file or parse a record. Labels are shown in messages
-    `label_offset`-based (1 for ImageNet records).
+    `label_offset`-based (1 for ImageNet records). `sample(k)`: records of k
+    examples spread over the split (default: the first k).
     """
 
     count: int
@@ -47,6 +53,7 @@ class Source:
     unpack: Callable = _identity
     label_offset: int = 0
     approximate_count: bool = False
+    sample: Callable = None
 
 
 def list_source(labels, names, paths=None, contents=None):
@@ -62,26 +69,56 @@ def list_source(labels, names, paths=None, contents=None):
             ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
         return ds.map(lambda payload, label, name: (payload, label, name, ""))
 
+    def sample(k):
+        """k examples at random: the list is sorted by class."""
+        picked = np.sort(np.random.default_rng(0).choice(len(labels), min(k, len(labels)),
+                                                         replace=False))
+        ds = tf.data.Dataset.from_tensor_slices(
+            ([payloads[i] for i in picked], tf.constant([labels[i] for i in picked], tf.int64),
+             [names[i] for i in picked]))
+        return ds.map(lambda payload, label, name: (payload, label, name, ""))
+
     def read(path, label):
         return tf.io.read_file(path), label
 
-    return Source(len(labels), records, read if paths is not None else _identity)
+    return Source(len(labels), records, read if paths is not None else _identity, sample=sample)
 
 
 def decoded_size(source):
-    """Bytes the split takes decoded, estimated from its first image (None
-    where that image cannot be read: no cache then)."""
-    try:
-        for payload, label, _, _ in source.records(None, False, None).take(1):
+    """Bytes the split takes decoded, estimated from the headers of a sample
+    of its images (a split's first image may be far from typical); None
+    where no sampled image can be read: no cache then."""
+    sample = (source.sample(SIZE_SAMPLE) if source.sample
+              else source.records(None, False, None).take(SIZE_SAMPLE))
+    pixels = []
+    for payload, label, _, _ in sample:
+        try:
             image_bytes, _ = source.unpack(payload, label)
             if tf.io.is_jpeg(image_bytes):
                 shape = tf.image.extract_jpeg_shape(image_bytes)
             else:
                 shape = tf.shape(prep.decode_image(image_bytes))
-            return source.count * int(shape[0]) * int(shape[1]) * 3
-    except tf.errors.OpError:
+        except tf.errors.OpError:
+            continue
+        pixels.append(int(shape[0]) * int(shape[1]))
+    if not pixels:
         return None
-    return 0
+    return round(source.count * np.mean(pixels) * 3)
+
+
+def available_memory():
+    """Bytes of memory the system can still give (MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return None
 
 
 class ImagePipelines:
@@ -206,7 +243,9 @@ def image_dataset(name, class_names, train, test, options):
     cache = False
     if options.cache:
         sizes = [decoded_size(train), decoded_size(test)]
-        cache = None not in sizes and sum(sizes) <= CACHE_BYTES
+        memory = available_memory()
+        limit = CACHE_BYTES if memory is None else min(CACHE_BYTES, memory // 2)
+        cache = None not in sizes and sum(sizes) <= limit
         logging.info("%s: decoded images take about %s MB: %s", name,
                      "?" if None in sizes else round(sum(sizes) / 2**20),
                      "cached in memory" if cache else "streamed (too large to cache)")
