@@ -16,7 +16,7 @@ from data_fixtures import (cifar_arrays, cifar_jpegs, cifar_tree,  # noqa: F401
 
 from keras_resnet.preprocessing import EvalPreprocessing
 from keras_resnet.trainers.data import InputOptions, cifar10, load_dataset, tfrecord
-from keras_resnet.trainers.data.pipeline import eval_steps, shuffle_seed
+from keras_resnet.trainers.data.pipeline import eval_steps, pad_to_full_steps, shuffle_seed
 from keras_resnet.trainers.data.streaming import image_dataset, list_source
 
 GLOBAL_BATCH = 8  # 4 on each worker's one replica
@@ -244,3 +244,22 @@ def test_one_pipeline_keeps_the_single_device_stream(cifar_arrays, cifar_jpegs, 
         for (x0, y0), (x1, y1) in zip(*batches):
             np.testing.assert_array_equal(y0, y1)
             np.testing.assert_array_equal(x0, x1)
+
+
+def test_eval_reads_its_whole_stream_past_the_counted_share():
+    """A bad example after the counted ones (a shard's end, or a count on
+    loading that stopped at the damage) still stops the pass; examples past
+    an estimated count are dropped, padding fills a short split."""
+    images = tf.data.Dataset.range(6).map(lambda i: (tf.fill([2, 2, 3], tf.cast(i, tf.float32)), i))
+
+    def fifth_is_bad(x, i):
+        with tf.control_dependencies([tf.debugging.assert_less(i, tf.constant(4, tf.int64),
+                                                               message="bad example")]):
+            return tf.identity(x), i
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match="bad example"):
+        list(pad_to_full_steps(images.take(5).map(fifth_is_bad), 4, None, 4))
+    [(_, labels, weights)] = list(pad_to_full_steps(images, 4, None, 4))
+    assert labels.numpy().tolist() == [0, 1, 2, 3] and weights.numpy().tolist() == [1, 1, 1, 1]
+    [(_, labels, weights)] = list(pad_to_full_steps(images.take(3), 4, None, 4))
+    assert labels.numpy().tolist() == [0, 1, 2, 0] and weights.numpy().tolist() == [1, 1, 1, 0]

@@ -113,21 +113,34 @@ def pad_to_full_steps(dataset, batch_size, input_context, num_examples):
     """Eval batches as (image, label, weight): `eval_steps` of them on every
     input pipeline, each a full batch for every replica, the padding weighted
     0. Workers run the same steps whatever their share (none included), as
-    their collectives need, and accuracy counts each real example once. A
-    split shorter than counted (images skipped as corrupt) is padded too.
+    their collectives need, and accuracy counts each real example once.
+
+    The whole stream is read, so that a bad example at its end still stops
+    the run (or is counted as skipped); a split shorter than counted (images
+    skipped as corrupt) is padded, examples past an estimated count dropped.
     (A replica handed an empty batch fails in oneDNN's BN.)"""
     replica_batch = per_replica_batch(batch_size, input_context)
     replicas = 1
     if input_context is not None:
         replicas = input_context.num_replicas_in_sync // input_context.num_input_pipelines
-    examples = eval_steps(num_examples, batch_size) * replica_batch * replicas
+    share = eval_steps(num_examples, batch_size) * replica_batch * replicas
     image_spec, label_spec = dataset.element_spec
     if not image_spec.shape.is_fully_defined():
         raise ValueError(f"eval images of shape {image_spec.shape}: padding needs a fixed shape")
-    padding = tf.data.Dataset.from_tensors((tf.zeros(image_spec.shape, image_spec.dtype),
-                                            tf.zeros(label_spec.shape, label_spec.dtype), 0.0))
-    dataset = dataset.map(lambda x, y: (x, y, tf.constant(1.0)))
-    return dataset.concatenate(padding.repeat()).take(examples).batch(replica_batch)
+    end = tf.data.Dataset.from_tensors((tf.zeros(image_spec.shape, image_spec.dtype),
+                                        tf.zeros(label_spec.shape, label_spec.dtype), True))
+    dataset = dataset.map(lambda x, y: (x, y, False)).concatenate(end)
+
+    def count(seen, element):  # each example's index; at the end, the examples seen
+        return seen + tf.cast(tf.logical_not(element[2]), tf.int64), (*element, seen)
+
+    def expand(x, y, is_end, seen):  # an example, or the padding that fills the share
+        copies = tf.where(is_end, tf.maximum(share - seen, 0), tf.cast(seen < share, tf.int64))
+        weight = tf.where(is_end, 0.0, 1.0)
+        return tf.data.Dataset.from_tensors((x, y, weight)).repeat(copies)
+
+    dataset = dataset.scan(tf.constant(0, tf.int64), count).flat_map(expand)
+    return dataset.batch(replica_batch)
 
 
 def with_options(dataset, options):
