@@ -176,6 +176,11 @@ def test_any_tfds_image_dataset_streams_its_encoded_images(photo_jpegs, tmp_path
     assert x.shape == (4, 64, 64, 3) and set(y.numpy()) <= {0, 1}
     _, labels = eval_examples(dataset, 2)
     assert sorted(labels.tolist()) == [0, 1]
+    # Two workers: one eval step each, each example counted once.
+    passes = [list(dataset.eval(2, tf.distribute.InputContext(2, i, 2))) for i in range(2)]
+    assert [len(p) for p in passes] == [1, 1]
+    assert sorted(int(y) for p in passes for _, ys, ws in p for y in ys.numpy()[ws.numpy() > 0]) \
+        == [0, 1]
     held = load_dataset("tiny_photos", str(tmp_path), InputOptions(cache=False),
                         validation_split=True)
     assert held.num_train + held.num_eval == 8 and held.num_eval >= 1

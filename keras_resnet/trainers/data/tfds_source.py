@@ -86,9 +86,8 @@ def _stream_source(builder, split, options):
     info = builder.info.splits[split]
 
     def records(input_context, shuffle, seed, even=False):
-        del even  # per file only where the shards split evenly, which eval needs too
+        del even  # whole files only where they split the examples evenly: even already
         pipelines = input_context.num_input_pipelines if input_context else 1
-        # Whole files where they split the examples evenly among the pipelines.
         per_file = pipelines == 1 or (info.num_shards % pipelines == 0
                                       and len(set(info.shard_lengths)) == 1)
         read_config = tfds.ReadConfig(
