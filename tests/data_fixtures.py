@@ -136,3 +136,22 @@ def imagenet_raw(photo_jpegs, tmp_path_factory):
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{wnid}_{k}.JPEG").write_bytes(data)
     return str(root)
+
+
+@pytest.fixture(scope="session")
+def cifar_jpegs():
+    """The shared copy's first 26 test JPEGs of each class (260), as bytes:
+    real small images for pipelines that need many distinct examples."""
+    import io
+
+    from PIL import Image
+
+    from conftest import _cifar_test_images
+
+    images, _ = _cifar_test_images(26)
+    encoded = []
+    for image in images:
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="JPEG", quality=95)
+        encoded.append(buffer.getvalue())
+    return encoded

@@ -3,17 +3,19 @@ class range, an empty or missing directory, train and test class folders
 that differ. A clear error that names the file, or with skip_corrupt the bad
 example skipped and counted in the log; never a silent drop, never a hang."""
 
+import dataclasses
 import logging
 import os
 import shutil
 import tarfile
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from data_fixtures import (cifar_tree, imagenet_raw, imagenet_records,  # noqa: F401
                            photo_jpegs, write_shards)
 
-from keras_resnet.trainers.data import InputOptions, load_dataset
+from keras_resnet.trainers.data import InputOptions, load_dataset, streaming, tfrecord
 
 SKIP = InputOptions(skip_corrupt=True, cache=False)
 
@@ -65,6 +67,40 @@ def test_corrupt_image_in_training_is_named_or_skipped(raw_copy, caplog):
     assert any(str(bad) in line for line in skipped_lines(caplog))
 
 
+
+def test_truncated_jpeg_in_training_is_caught_whatever_the_crop(photo_jpegs, tmp_path, caplog):
+    """Training decodes only its crop window, which a JPEG missing its last
+    rows passes while the crop stays above them: each image is checked
+    whole (its end marker, else a full decode), so the bad one is named at
+    once, or with skip_corrupt never trained on, in any epoch."""
+    root = tmp_path / "tree"
+    good = [data for _, data in photo_jpegs[:5]]
+    cut = good[0][:len(good[0]) * 97 // 100]
+    height, width, _ = tf.image.extract_jpeg_shape(cut).numpy()
+    window = [0, 0, height * 4 // 5, width]
+    assert tf.image.decode_and_crop_jpeg(cut, window).shape == (height * 4 // 5, width, 3)
+    for split, files in (("train", {"a/cut.JPEG": cut, **{f"b/{k}.JPEG": good[k]
+                                                          for k in range(1, 5)}}),
+                         ("validation", {"a/0.JPEG": good[0], "b/1.JPEG": good[1]})):
+        for name, data in files.items():
+            (root / split / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / split / name).write_bytes(data)
+    bad = root / "train" / "a" / "cut.JPEG"
+    assert streaming.whole(tf.constant(good[0] + b"\0" * 8)).numpy() == good[0] + b"\0" * 8
+    with pytest.raises(tf.errors.OpError):
+        streaming.whole(tf.constant(cut))
+    options = InputOptions(cache=False, image_size=32, seed=1)
+    with pytest.raises(tf.errors.OpError, match=f"{bad}: unreadable"):
+        for _ in load_dataset("folder", str(root), options).train(4).take(2):  # an epoch
+            pass
+    caplog.set_level(logging.WARNING)
+    dataset = load_dataset("folder", str(root), dataclasses.replace(options, skip_corrupt=True))
+    labels = [y.numpy() for _, y in dataset.train(4).take(10)]  # 10 epochs of 4 good images
+    assert (np.concatenate(labels) == 1).all()
+    lines = skipped_lines(caplog)
+    assert len(lines) == 1 and str(bad) in lines[0]
+
+
 def test_corrupt_image_in_a_cifar_tar(cifar_tree, tmp_path, caplog):
     path = tmp_path / "bad.tar"
     with tarfile.open(path, "w") as tar:
@@ -103,6 +139,35 @@ def test_corrupt_or_truncated_record_names_the_shard(imagenet_records, tmp_path,
     dataset = load_dataset("imagenet2012", str(folder), SKIP)
     kept = real_examples(dataset.eval(4))
     assert 0 < kept < 8
+    lines = skipped_lines(caplog)
+    assert len(lines) == 1 and str(shard) in lines[0]
+
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_shard_cut_at_a_record_boundary_names_the_shard(imagenet_records, tmp_path, cache,
+                                                        caplog):
+    """Every byte of a shard cut between records reads: only the count that
+    dataset.json gives shows the records lost."""
+    folder = tmp_path / "records"
+    shutil.copytree(imagenet_records[0], folder)
+    shards = sorted(p.name for p in folder.glob("*-of-*"))
+    counts = tfrecord.count_records([str(folder / name) for name in shards])
+    tfrecord.write_metadata(str(folder), {"shards": dict(zip(shards, counts))})
+    shard = folder / "validation-00000-of-00001"
+    records = list(tf.data.TFRecordDataset(str(shard)).as_numpy_iterator())
+    with tf.io.TFRecordWriter(str(shard)) as writer:
+        for record in records[:7]:
+            writer.write(record)
+    options = InputOptions(cache=cache)
+    dataset = load_dataset("imagenet2012", str(folder), options)
+    with pytest.raises(tf.errors.OpError, match=f"{shard} record 7: 7 records, not the 8 that "
+                                                "dataset.json"):
+        real_examples(dataset.eval(4))
+    caplog.set_level(logging.WARNING)
+    dataset = load_dataset("imagenet2012", str(folder),
+                           dataclasses.replace(options, skip_corrupt=True))
+    assert real_examples(dataset.eval(4)) == 7
     lines = skipped_lines(caplog)
     assert len(lines) == 1 and str(shard) in lines[0]
 

@@ -261,6 +261,42 @@ def test_any_tfds_image_dataset_streams_its_encoded_images(photo_jpegs, tmp_path
     assert x.shape == (4, 64, 64, 3) and set(y.numpy()) <= {0, 1}
     _, labels = eval_examples(dataset, 2)
     assert sorted(labels.tolist()) == [0, 1]
+    # Two workers: one eval step each, each example counted once.
+    passes = [list(dataset.eval(2, tf.distribute.InputContext(2, i, 2))) for i in range(2)]
+    assert [len(p) for p in passes] == [1, 1]
+    assert sorted(int(y) for p in passes for _, ys, ws in p for y in ys.numpy()[ws.numpy() > 0]) \
+        == [0, 1]
     held = load_dataset("tiny_photos", str(tmp_path), InputOptions(cache=False),
                         validation_split=True)
     assert held.num_train + held.num_eval == 8 and held.num_eval >= 1
+
+
+def test_cache_decision_estimates_from_a_sample_and_the_memory_free(photo_jpegs, photo,
+                                                                    monkeypatch, caplog):
+    """A tree whose first image is a 16x16 thumbnail: the first image alone
+    made the split look hundreds of times smaller than it decodes."""
+    import io
+    import logging
+
+    from PIL import Image
+
+    from keras_resnet.trainers.data import streaming
+
+    thumbnail = io.BytesIO()
+    Image.fromarray(photo("coffee", 16).astype(np.uint8)).save(thumbnail, format="JPEG")
+    jpegs = [thumbnail.getvalue()] + [data for _, data in photo_jpegs] * 4  # 97 images
+    source = streaming.list_source([0] * len(jpegs), [f"{i}.jpg" for i in range(len(jpegs))],
+                                   contents=jpegs)
+    exact = sum(int(np.prod(tf.image.extract_jpeg_shape(j).numpy())) for j in jpegs)
+    estimate = streaming.decoded_size(source)
+    assert 0.8 < estimate / exact < 1.25
+    assert 16 * 16 * 3 * len(jpegs) * 100 < estimate
+
+    caplog.set_level(logging.INFO)
+    for memory, cached in ((5 * estimate, True), (estimate, False)):
+        monkeypatch.setattr(streaming, "available_memory", lambda m=memory: m)
+        caplog.clear()
+        streaming.image_dataset("photos", ["a"], source, source, InputOptions(image_size=32))
+        decision = [r.getMessage() for r in caplog.records if "decoded images take" in
+                    r.getMessage()]
+        assert decision and ("cached in memory" in decision[0]) == cached, decision

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 
 import keras
@@ -23,7 +24,9 @@ from benchmarks.common import free_ports
 from conftest import cifar_subset
 from keras_resnet import model_dir as model_dir_lib
 from keras_resnet.trainers import callbacks as cb
-from keras_resnet.trainers.data import load_dataset
+from keras_resnet.trainers import prepare
+from keras_resnet.trainers.data import InputOptions, load_dataset
+from keras_resnet.trainers.data.streaming import evaluate_ten_crop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH = 8
@@ -42,9 +45,9 @@ def cifar_300(tmp_path_factory):
                         EVAL_IMAGES // 10)
 
 
-def _launch(strategy, policy, data, model_dir, workers=None):
+def _launch(strategy, policy, data, model_dir, workers=None, flags=ARGS):
     """The trainer's processes for one configuration (two for multi-worker)."""
-    args = [sys.executable, "-m", "keras_resnet.trainers.train", *ARGS, f"--data_dir={data}",
+    args = [sys.executable, "-m", "keras_resnet.trainers.train", *flags, f"--data_dir={data}",
             f"--model_dir={model_dir}", f"--mixed_precision={policy}",
             f"--distribution_strategy={strategy}"]
     if strategy == "mirrored":
@@ -71,16 +74,16 @@ def _wait_for_checkpoint(model_dir, procs, step, timeout=400):
     raise AssertionError(f"no checkpoint at step {step} within {timeout} s")
 
 
-def _saved_model_accuracy(model_dir, data):
+def _saved_model_accuracy(model_dir, data, examples=EVAL_IMAGES, name="cifar10"):
     """Test accuracy of model.keras as saved, computed here without the trainer."""
     model = model_dir_lib.load_trained_model(model_dir)
-    dataset = load_dataset("cifar10", data)
+    dataset = load_dataset(name, data, InputOptions(image_size=32))
     correct = total = 0
     for images, labels, weights in dataset.eval(BATCH):
         predicted = np.argmax(model.predict_on_batch(images), axis=-1)
         correct += int(np.sum((predicted == labels.numpy()) * weights.numpy()))
         total += int(np.sum(weights.numpy()))
-    assert total == EVAL_IMAGES
+    assert total == examples
     return correct / total
 
 
@@ -153,3 +156,57 @@ def test_a_killed_worker_stops_the_other_and_a_rerun_finishes(cifar_300, tmp_pat
         assert proc.returncode == 0, err[-3000:]
     with open(os.path.join(model_dir, "results.json")) as f:
         assert json.load(f)["step"] == EPOCHS * EPOCH
+
+
+
+def _cifar_251(tmp_path):
+    """A .tar.gz of the shared copy's first 20 train images of each class and
+    251 of its test images."""
+    subset = cifar_subset(tmp_path / "260.tar.gz", 20, 26)
+    data = str(tmp_path / "251.tar.gz")
+    with tarfile.open(subset) as src, tarfile.open(data, "w:gz") as out:
+        tests = 0
+        for member in src:
+            tests += "/test/" in member.name
+            if tests <= 251 or "/test/" not in member.name:
+                out.addfile(member, src.extractfile(member))
+    return data
+
+
+def _ten_crop_accuracy(model_dir, data):
+    """10-crop accuracy of model.keras as saved, in this one process."""
+    options = InputOptions(image_size=32, ten_crop=True)
+    dataset = load_dataset("tfrecord", data, options)
+    return evaluate_ten_crop(model_dir_lib.load_trained_model(model_dir), dataset, 10)
+
+
+@pytest.mark.parametrize("form", ["cifar10", "tfrecord"])
+def test_multi_worker_eval_of_a_split_the_workers_share_unevenly(tmp_path, form):
+    """251 test images on 2 workers at a global batch of 10: shares of 126
+    and 125 made 26 and 25 eval steps, 3 TFRecord eval shards 34 and 17
+    (past the 26 the trainer ran: 40 images never counted). Both workers now
+    run ceil(251 / 10) = 26 steps, and eval and 10-crop accuracy count each
+    image once, as one process computes them from the saved model."""
+    data = _cifar_251(tmp_path)
+    flags = ["--model=resnet20", "--batch_size=10", "--steps_per_epoch=2", "--train_steps=2",
+             "--seed=5"]
+    if form == "tfrecord":
+        with tarfile.open(data) as tar:
+            tar.extractall(tmp_path / "tree", filter="data")
+        data = str(tmp_path / "records")
+        prepare.prepare(str(tmp_path / "tree" / "cifar10"), data, shards=3, eval_shards=3)
+        flags += ["--dataset=tfrecord", "--image_size=32", "--ten_crop"]
+    model_dir = str(tmp_path / "run")
+    workers = [f"127.0.0.1:{p}" for p in free_ports(2)]
+    procs = _launch("multi_worker_mirrored", "float32", data, model_dir, workers, flags)
+    outputs = [p.communicate(timeout=400) for p in procs]
+    for proc, (_, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err[-3000:]
+    with open(os.path.join(model_dir, "results.json")) as f:
+        result = json.load(f)
+    assert result["eval_examples"] == 251
+    assert result["eval_accuracy"] == pytest.approx(
+        _saved_model_accuracy(model_dir, data, 251, form), abs=1e-6)
+    if form == "tfrecord":
+        assert result["eval_ten_crop_accuracy"] == pytest.approx(
+            _ten_crop_accuracy(model_dir, data), abs=1e-6)

@@ -49,7 +49,8 @@ def define_data_flags():
                       "Deterministic input order and ops (slower).")
     flags.DEFINE_bool("cache", True,
                       "Keep decoded images in memory where a streamed dataset fits "
-                      "(2 GiB); CIFAR-10 is always held in memory.")
+                      "(2 GiB, and half the memory available); CIFAR-10 is always held "
+                      "in memory.")
     flags.DEFINE_integer("image_size", None,
                          "Model input size for streamed (ImageNet-style) datasets (default 224).")
     flags.DEFINE_enum("train_preprocessing", "scale", ["scale", "inception"],

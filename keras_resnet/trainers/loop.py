@@ -16,7 +16,7 @@ import keras_resnet
 from keras_resnet import model_dir as model_dir_lib
 from keras_resnet.trainers import callbacks as cb
 from keras_resnet.trainers import curves, optimizers, preemption, schedules, steps
-from keras_resnet.trainers.data import InputOptions, canonical_name, followed_by_padding, load_dataset
+from keras_resnet.trainers.data import InputOptions, canonical_name, load_dataset, pipeline
 from keras_resnet.trainers.data.streaming import evaluate_ten_crop
 
 RESULTS_FILE = "results.json"
@@ -303,9 +303,9 @@ def train(run, strategy, chief=True, dataset=None):
     eval_data = None
     if not run.skip_eval:
         eval_data = strategy.distribute_datasets_from_function(
-            lambda ctx: followed_by_padding(dataset.eval(run.batch_size, ctx)))
+            lambda ctx: dataset.eval(run.batch_size, ctx))
 
-    eval_steps = math.ceil(dataset.num_eval / run.batch_size)
+    eval_steps = pipeline.eval_steps(dataset.num_eval, run.batch_size)
     statistics = optimizers.averaged_statistics(model)
     summary_dir = os.path.join(run.model_dir, "tensorboard") if run.enable_tensorboard and chief else None
     throughput = cb.Throughput(run.batch_size, run.log_steps, summary_dir)
@@ -361,7 +361,7 @@ def train(run, strategy, chief=True, dataset=None):
                        "eval_loss": logs["loss"], "eval_accuracy": logs["accuracy"],
                        "eval_examples": dataset.num_eval})
         if dataset.eval_ten_crop is not None:
-            result["eval_ten_crop_accuracy"] = evaluate_ten_crop(model, dataset, run.batch_size)
+            result["eval_ten_crop_accuracy"] = evaluate_ten_crop(model, dataset, run.batch_size, strategy)
     if chief:
         _write_outputs(run, model, dataset, result)
     return result

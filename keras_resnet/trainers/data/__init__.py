@@ -11,7 +11,7 @@ Any other name: that TFDS image-classification dataset.
 
 import os
 
-from keras_resnet.trainers.data.pipeline import Dataset, InputOptions, followed_by_padding  # noqa: F401
+from keras_resnet.trainers.data.pipeline import Dataset, InputOptions  # noqa: F401
 
 # name -> (image size, classes, train examples, eval examples, preprocessing kind)
 SHAPES = {

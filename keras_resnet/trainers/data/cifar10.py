@@ -14,7 +14,7 @@ from keras_resnet.preprocessing import EvalPreprocessing, cifar_train_augment_ba
 from keras_resnet.trainers.data import array_cache, image_tree
 from keras_resnet.trainers.data.pipeline import (
     AUTOTUNE, Dataset, InputOptions, batches_before, finish, hold_out, map_encoded,
-    per_replica_batch, shard, with_options,
+    per_replica_batch, shard, shuffle_seed, with_options,
 )
 
 CLASS_NAMES = list(cifar_utils.CLASS_NAMES)
@@ -159,11 +159,13 @@ def in_memory_dataset(name, class_names, train, test, preprocessing, options):
 
     def build_train(batch_size, input_context=None, start_step=0):
         ds = shard(tf.data.Dataset.from_tensor_slices(train), input_context)
+        # Each worker its own order and crops; pipeline 0 keeps options.seed.
+        seed = shuffle_seed(options, input_context)
         # Files come sorted by class: only a full shuffle mixes them.
-        ds = ds.shuffle(len(train[1]), seed=options.seed).repeat()
+        ds = ds.shuffle(len(train[1]), seed=seed).repeat()
         ds = ds.batch(per_replica_batch(batch_size, input_context), drop_remainder=True)
         # Augmenting whole batches costs a few ops per batch, not per image.
-        seeds = tf.data.Dataset.random(seed=options.seed).batch(2)
+        seeds = tf.data.Dataset.random(seed=seed).batch(2)
         # A resumed run continues the stream (skipped before augmenting: cheap).
         ds = tf.data.Dataset.zip(seeds, ds).skip(batches_before(start_step, input_context))
         ds = ds.map(
@@ -173,7 +175,7 @@ def in_memory_dataset(name, class_names, train, test, preprocessing, options):
     def build_eval(batch_size, input_context=None):
         ds = shard(tf.data.Dataset.from_tensor_slices(test), input_context)
         return finish(ds, training=False, batch_size=batch_size, map_fn=normalize,
-                      options=options, input_context=input_context)
+                      options=options, input_context=input_context, num_examples=len(test[1]))
 
     return Dataset(
         name=name,

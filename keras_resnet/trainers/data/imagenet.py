@@ -76,21 +76,24 @@ def folder(data_dir, options, validation_split, name="folder"):
 
 
 def _counts(files, metadata, name):
-    """(examples, approximate) of shards: from dataset.json, the standard
-    ImageNet split sizes, or by reading them."""
+    """(examples, approximate, examples per shard or None) of shards: from
+    dataset.json, the standard ImageNet split sizes (per shard unknown), or
+    by reading them."""
     per_shard = (metadata or {}).get("shards", {})
     names = [os.path.basename(f) for f in files]
     if all(n in per_shard for n in names):
-        return sum(per_shard[n] for n in names), False
+        counts = [per_shard[n] for n in names]
+        return sum(counts), False, counts
     split = tfrecord.SHARD_RE.match(names[0])["split"]
     if name == "imagenet2012" and split in STANDARD:
         examples, shards = STANDARD[split]
         total = int(tfrecord.SHARD_RE.match(names[0])["total"])
         if total == shards:
-            return round(examples * len(files) / shards), len(files) != shards
+            return round(examples * len(files) / shards), len(files) != shards, None
     logging.info("Counting the records of %d %s shards (no %s)", len(files), split,
                  tfrecord.METADATA_FILE)
-    return sum(tfrecord.count_records(files)), False
+    counts = tfrecord.count_records(files)
+    return sum(counts), False, counts
 
 
 def tfrecords(data_dir, options, validation_split, name="tfrecord", num_classes=None):
@@ -125,8 +128,11 @@ def tfrecords(data_dir, options, validation_split, name="tfrecord", num_classes=
             raise ValueError(f"{data_dir}: no validation-, val- or test- shards beside the train "
                              "shards (or pass --validation_split to hold out train shards)")
         eval_files = tfrecord.find_shards(data_dir, split)
-    sources = [tfrecord.record_source(files, *_counts(files, metadata, name), options=options)
-               for files in (train_files, eval_files)]
+    sources = []
+    for files in (train_files, eval_files):
+        count, approximate, shard_counts = _counts(files, metadata, name)
+        sources.append(tfrecord.record_source(files, count, approximate, options=options,
+                                              shard_counts=shard_counts))
     if validation_split:
         kept, held = (source.count for source in sources)
         logging.info("%s: --validation_split holds out %d of the %d train shards: %d of the %d "

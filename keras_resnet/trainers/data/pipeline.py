@@ -82,51 +82,66 @@ def shard(dataset, input_context):
 
 
 def finish(dataset, *, training, batch_size, map_fn, options, input_context,
-           shuffle_buffer=None):
+           shuffle_buffer=None, num_examples=None):
     """Shuffle, map, batch, prefetch: the tail every source shares."""
     if training:
         buffer = shuffle_buffer or options.shuffle_buffer
-        dataset = dataset.shuffle(buffer, seed=options.seed).repeat()
+        dataset = dataset.shuffle(buffer, seed=shuffle_seed(options, input_context)).repeat()
     dataset = dataset.map(map_fn, num_parallel_calls=AUTOTUNE, deterministic=options.deterministic)
     return batch_and_prefetch(dataset, training=training, batch_size=batch_size,
-                              options=options, input_context=input_context)
+                              options=options, input_context=input_context,
+                              num_examples=num_examples)
 
 
-def batch_and_prefetch(dataset, *, training, batch_size, options, input_context):
-    """Whole per-replica batches for training, eval padded to full steps,
-    prefetch, options: finish()'s tail, also for sources that map on their own."""
+def batch_and_prefetch(dataset, *, training, batch_size, options, input_context,
+                       num_examples=None):
+    """Whole per-replica batches for training, eval padded to full steps
+    (`num_examples`: the whole split's), prefetch, options: finish()'s
+    tail, also for sources that map on their own."""
     if training:
         dataset = dataset.batch(per_replica_batch(batch_size, input_context), drop_remainder=True)
     else:
-        dataset = pad_to_full_steps(dataset, batch_size, input_context)
+        dataset = pad_to_full_steps(dataset, batch_size, input_context, num_examples)
     return with_options(dataset.prefetch(AUTOTUNE), options)
 
 
-def pad_to_full_steps(dataset, batch_size, input_context):
-    """Eval batches as (image, label, weight): every step gives every replica
-    a full batch, the padding weighted 0, so accuracy counts each real
-    example once. (A replica handed an empty batch fails in oneDNN's BN.)"""
+def eval_steps(num_examples, global_batch):
+    """Steps of one pass over an eval split, the same on every worker."""
+    return max(1, -(-num_examples // global_batch))
+
+
+def pad_to_full_steps(dataset, batch_size, input_context, num_examples):
+    """Eval batches as (image, label, weight): `eval_steps` of them on every
+    input pipeline, each a full batch for every replica, the padding weighted
+    0. Workers run the same steps whatever their share (none included), as
+    their collectives need, and accuracy counts each real example once.
+
+    The whole stream is read, so that a bad example at its end still stops
+    the run (or is counted as skipped); a split shorter than counted (images
+    skipped as corrupt) is padded, examples past an estimated count dropped.
+    (A replica handed an empty batch fails in oneDNN's BN.)"""
     replica_batch = per_replica_batch(batch_size, input_context)
     replicas = 1
     if input_context is not None:
         replicas = input_context.num_replicas_in_sync // input_context.num_input_pipelines
-    step = replica_batch * replicas
-    dataset = dataset.map(lambda x, y: (x, y, tf.constant(1.0)))
-    padding = dataset.take(1).map(lambda x, y, w: (tf.zeros_like(x), tf.zeros_like(y), 0.0))
-    dataset = dataset.concatenate(padding.repeat(step - 1))
-    return dataset.batch(step, drop_remainder=True).unbatch().batch(replica_batch)
+    share = eval_steps(num_examples, batch_size) * replica_batch * replicas
+    image_spec, label_spec = dataset.element_spec
+    if not image_spec.shape.is_fully_defined():
+        raise ValueError(f"eval images of shape {image_spec.shape}: padding needs a fixed shape")
+    end = tf.data.Dataset.from_tensors((tf.zeros(image_spec.shape, image_spec.dtype),
+                                        tf.zeros(label_spec.shape, label_spec.dtype), True))
+    dataset = dataset.map(lambda x, y: (x, y, False)).concatenate(end)
 
+    def count(seen, element):  # each example's index; at the end, the examples seen
+        return seen + tf.cast(tf.logical_not(element[2]), tf.int64), (*element, seen)
 
-def followed_by_padding(eval_dataset):
-    """An eval pipeline's batches, then weight-0 batches without end: the
-    trainer runs a fixed number of eval steps, and a split that turns out
-    shorter than counted (images skipped as corrupt) adds only examples
-    that count for nothing."""
-    if len(eval_dataset.element_spec) != 3:  # no weights: synthetic data, endless already
-        return eval_dataset
-    padding = eval_dataset.take(1).map(
-        lambda x, y, w: (tf.zeros_like(x), tf.zeros_like(y), tf.zeros_like(w)))
-    return eval_dataset.concatenate(padding.repeat())
+    def expand(x, y, is_end, seen):  # an example, or the padding that fills the share
+        copies = tf.where(is_end, tf.maximum(share - seen, 0), tf.cast(seen < share, tf.int64))
+        weight = tf.where(is_end, 0.0, 1.0)
+        return tf.data.Dataset.from_tensors((x, y, weight)).repeat(copies)
+
+    dataset = dataset.scan(tf.constant(0, tf.int64), count).flat_map(expand)
+    return dataset.batch(replica_batch)
 
 
 def with_options(dataset, options):

@@ -9,18 +9,23 @@ reported by name (`BadExamples`) instead of failing without one.
 """
 
 import dataclasses
+import os
 from typing import Callable
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from keras_resnet import preprocessing as prep
 from keras_resnet.trainers.data.pipeline import (AUTOTUNE, BadExamples, Dataset, batch_and_prefetch,
-                                    batches_before, guarded, per_replica_batch, shard,
+                                    batches_before, eval_steps, guarded, per_replica_batch, shard,
                                     shuffle_seed, with_seeds)
 
-# Decoded images of a split up to this size are cached in memory (--cache).
+# Decoded images of a split up to this size, and up to half the memory
+# available, are cached in memory (--cache).
 CACHE_BYTES = 2 << 30
+# Images whose headers estimate a split's decoded size.
+SIZE_SAMPLE = 64
 DEFAULT_IMAGE_SIZE = 224
 UNREADABLE = "unreadable: corrupt or truncated image or record"
 
@@ -33,11 +38,14 @@ def _identity(payload, label):
 class Source:
     """One split as encoded examples.
 
-    `records(input_context, shuffle, seed)`: a one-pass tf.data.Dataset of
-    (payload, label, name, problem) strings/int64, this input pipeline's
-    shard, shuffled when `shuffle`. `unpack(payload, label)`: (encoded image,
-    0-based label); it runs guarded, so it may read a file or parse a record.
-    Labels are shown in messages `label_offset`-based (1 for ImageNet records).
+    `records(input_context, shuffle, seed, even=False)`: a one-pass
+    tf.data.Dataset of (payload, label, name, problem) strings/int64, this
+    input pipeline's shard, shuffled when `shuffle`; with `even`, shares that
+    differ by one example at most (eval pads every worker to the same steps).
+    `unpack(payload, label)`: (encoded image, 0-based label); it runs guarded,
+    so it may read a file or parse a record. Labels are shown in messages
+    `label_offset`-based (1 for ImageNet records). `sample(k)`: records of k
+    examples spread over the split (default: the first k).
     """
 
     count: int
@@ -45,6 +53,7 @@ class Source:
     unpack: Callable = _identity
     label_offset: int = 0
     approximate_count: bool = False
+    sample: Callable = None
 
 
 def list_source(labels, names, paths=None, contents=None):
@@ -52,33 +61,64 @@ def list_source(labels, names, paths=None, contents=None):
     (a tar read into memory). Sharded and shuffled per file."""
     payloads = paths if paths is not None else contents
 
-    def records(input_context, shuffle, seed):
+    def records(input_context, shuffle, seed, even=False):
+        del even  # sharded per example: even already
         ds = tf.data.Dataset.from_tensor_slices((payloads, tf.constant(labels, tf.int64), names))
         ds = shard(ds, input_context)
         if shuffle:
             ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
         return ds.map(lambda payload, label, name: (payload, label, name, ""))
 
+    def sample(k):
+        """k examples at random: the list is sorted by class."""
+        picked = np.sort(np.random.default_rng(0).choice(len(labels), min(k, len(labels)),
+                                                         replace=False))
+        ds = tf.data.Dataset.from_tensor_slices(
+            ([payloads[i] for i in picked], tf.constant([labels[i] for i in picked], tf.int64),
+             [names[i] for i in picked]))
+        return ds.map(lambda payload, label, name: (payload, label, name, ""))
+
     def read(path, label):
         return tf.io.read_file(path), label
 
-    return Source(len(labels), records, read if paths is not None else _identity)
+    return Source(len(labels), records, read if paths is not None else _identity, sample=sample)
 
 
 def decoded_size(source):
-    """Bytes the split takes decoded, estimated from its first image (None
-    where that image cannot be read: no cache then)."""
-    try:
-        for payload, label, _, _ in source.records(None, False, None).take(1):
+    """Bytes the split takes decoded, estimated from the headers of a sample
+    of its images (a split's first image may be far from typical); None
+    where no sampled image can be read: no cache then."""
+    sample = (source.sample(SIZE_SAMPLE) if source.sample
+              else source.records(None, False, None).take(SIZE_SAMPLE))
+    pixels = []
+    for payload, label, _, _ in sample:
+        try:
             image_bytes, _ = source.unpack(payload, label)
             if tf.io.is_jpeg(image_bytes):
                 shape = tf.image.extract_jpeg_shape(image_bytes)
             else:
                 shape = tf.shape(prep.decode_image(image_bytes))
-            return source.count * int(shape[0]) * int(shape[1]) * 3
-    except tf.errors.OpError:
+        except tf.errors.OpError:
+            continue
+        pixels.append(int(shape[0]) * int(shape[1]))
+    if not pixels:
         return None
-    return 0
+    return round(source.count * np.mean(pixels) * 3)
+
+
+def available_memory():
+    """Bytes of memory the system can still give (MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return None
 
 
 class ImagePipelines:
@@ -127,7 +167,7 @@ class ImagePipelines:
 
     def _decoded(self, split, input_context):
         """This pipeline's shard of a split, decoded whole and cached."""
-        records = self.sources[split].records(input_context, False, None)
+        records = self.sources[split].records(input_context, False, None, even=split == "test")
         decoded = self._checked(records, self.sources[split], prep.decode_image,
                                 tf.zeros([1, 1, 3], tf.uint8))
         return decoded.cache()
@@ -151,33 +191,48 @@ class ImagePipelines:
             ds = self._checked(
                 ds, source,
                 lambda image_bytes, s: prep.imagenet_train_preprocess(
-                    image_bytes, s, size, recipe, color),
+                    whole(image_bytes), s, size, recipe, color),
                 tf.zeros([size, size, 3]), seeded=True)
         return batch_and_prefetch(ds, training=True, batch_size=batch_size, options=options,
                                   input_context=input_context)
 
     def eval(self, batch_size, input_context=None):
+        size, test = self.image_size, self.sources["test"]
         if self.cache:
             ds = self._decoded("test", input_context).map(
                 lambda image, label: (self.preprocessing(image), label),
                 num_parallel_calls=AUTOTUNE, deterministic=self.options.deterministic)
         else:
-            size = self.image_size
-            ds = self._checked(self.sources["test"].records(input_context, False, None),
-                               self.sources["test"],
+            ds = self._checked(test.records(input_context, False, None, even=True), test,
                                lambda image_bytes: self.preprocessing(prep.decode_image(image_bytes)),
                                tf.zeros([size, size, 3]))
+        ds = ds.map(lambda image, label: (tf.ensure_shape(image, [size, size, 3]), label))
         return batch_and_prefetch(ds, training=False, batch_size=batch_size, options=self.options,
-                                  input_context=input_context)
+                                  input_context=input_context, num_examples=test.count)
 
     def eval_ten_crop(self, batch_size, input_context=None):
-        size = self.image_size
+        size, test = self.image_size, self.sources["test"]
         ds = self._checked(
-            self.sources["test"].records(input_context, False, None), self.sources["test"],
-            lambda image_bytes: prep.ten_crop_views(self.preprocessing, prep.decode_image(image_bytes)),
+            test.records(input_context, False, None, even=True), test,
+            lambda image_bytes: tf.ensure_shape(
+                prep.ten_crop_views(self.preprocessing, prep.decode_image(image_bytes)),
+                [10, size, size, 3]),
             tf.zeros([10, size, size, 3]))
         return batch_and_prefetch(ds, training=False, batch_size=batch_size, options=self.options,
-                                  input_context=input_context)
+                                  input_context=input_context, num_examples=test.count)
+
+
+def whole(image_bytes):
+    """image_bytes, once known whole: training decodes only a crop window,
+    which a truncated JPEG passes while the crop misses the damage. A JPEG
+    ending in its end marker (FFD9) is whole; any other is decoded in full,
+    which fails (inside `guarded`) where it is cut short."""
+    ends = tf.equal(tf.strings.substr(image_bytes, -2, 2), b"\xff\xd9")
+    trusted = tf.logical_or(ends, tf.logical_not(tf.io.is_jpeg(image_bytes)))
+    checked = tf.cond(trusted, lambda: tf.constant(True),
+                      lambda: tf.size(prep.decode_image(image_bytes)) >= 0)
+    with tf.control_dependencies([checked]):
+        return tf.identity(image_bytes)
 
 
 def image_dataset(name, class_names, train, test, options):
@@ -188,7 +243,9 @@ def image_dataset(name, class_names, train, test, options):
     cache = False
     if options.cache:
         sizes = [decoded_size(train), decoded_size(test)]
-        cache = None not in sizes and sum(sizes) <= CACHE_BYTES
+        memory = available_memory()
+        limit = CACHE_BYTES if memory is None else min(CACHE_BYTES, memory // 2)
+        cache = None not in sizes and sum(sizes) <= limit
         logging.info("%s: decoded images take about %s MB: %s", name,
                      "?" if None in sizes else round(sum(sizes) / 2**20),
                      "cached in memory" if cache else "streamed (too large to cache)")
@@ -208,15 +265,32 @@ def image_dataset(name, class_names, train, test, options):
     )
 
 
-def evaluate_ten_crop(model, dataset, batch_size):
+def evaluate_ten_crop(model, dataset, batch_size, strategy=None):
     """The paper's 10-crop testing: top-1 accuracy of the model's outputs
-    averaged over each image's 10 views (dataset built with ten_crop)."""
-    predict = tf.function(lambda views: model(views, training=False))
-    correct = total = 0.0
-    for views, labels, weights in dataset.eval_ten_crop(batch_size):
-        scores = predict(tf.reshape(views, [-1, *views.shape[2:]]))
+    averaged over each image's 10 views (dataset built with ten_crop).
+
+    Distributed like eval: each worker reads its share, each replica scores
+    the 10 views of its per-replica batch (10x that batch in one call), all
+    workers run the same steps; the padding weighs 0."""
+    strategy = strategy or tf.distribute.get_strategy()
+    data = strategy.distribute_datasets_from_function(
+        lambda ctx: dataset.eval_ten_crop(batch_size, ctx))
+
+    def replica_step(views, labels, weights):
+        scores = model(tf.reshape(views, [-1, *views.shape[2:]]), training=False)
         scores = tf.reduce_mean(tf.reshape(scores, [tf.shape(views)[0], 10, -1]), axis=1)
         hits = tf.cast(tf.equal(tf.argmax(scores, -1), labels), tf.float32)
-        correct += float(tf.reduce_sum(hits * weights))
-        total += float(tf.reduce_sum(weights))
+        return tf.reduce_sum(hits * weights), tf.reduce_sum(weights)
+
+    @tf.function
+    def step(iterator):
+        sums = strategy.run(replica_step, args=next(iterator))
+        return [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in sums]
+
+    iterator = iter(data)
+    correct = total = 0.0
+    for _ in range(eval_steps(dataset.num_eval, batch_size)):
+        hits, weights = step(iterator)
+        correct += float(hits)
+        total += float(weights)
     return correct / total if total else float("nan")

@@ -85,9 +85,11 @@ def _stream_source(builder, split, options):
 
     info = builder.info.splits[split]
 
-    def records(input_context, shuffle, seed):
+    def records(input_context, shuffle, seed, even=False):
+        del even  # whole files only where they split the examples evenly: even already
         pipelines = input_context.num_input_pipelines if input_context else 1
-        per_file = pipelines <= info.num_shards
+        per_file = pipelines == 1 or (info.num_shards % pipelines == 0
+                                      and len(set(info.shard_lengths)) == 1)
         read_config = tfds.ReadConfig(
             input_context=input_context if per_file and pipelines > 1 else None,
             shuffle_seed=seed, add_tfds_id=True, try_autocache=False)

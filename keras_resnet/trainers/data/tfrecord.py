@@ -127,10 +127,13 @@ def count_records(files):
             for f in files]
 
 
-def _file_records(path, size):
+def _file_records(path, size, expected):
     """(record, -1, name, problem) of one shard. A corrupt or truncated
     record ends the shard: the bytes read then fall short of its size, and a
-    final element names the file and the place."""
+    final element names the file and the place. So does a shard cut at a
+    record boundary, whose bytes all read: it holds other than the
+    `expected` records of dataset.json (or of a count on loading; -1: not
+    known)."""
     records = tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER).ignore_errors()
     records = records.map(lambda r: (r, False)).concatenate(
         tf.data.Dataset.from_tensors((tf.constant(b""), True)))
@@ -138,13 +141,15 @@ def _file_records(path, size):
     def step(state, element):
         index, consumed = state
         record, end = element
-        problem = tf.cond(
-            tf.logical_and(end, tf.not_equal(consumed, size)),
-            lambda: tf.strings.format(
+        problem = tf.case([
+            (tf.logical_and(end, tf.not_equal(consumed, size)), lambda: tf.strings.format(
                 "corrupt or truncated record ({} records read, {} of {} bytes); the rest of "
-                "the file is unreadable", (index, consumed, size)),
-            lambda: tf.constant(""),
-        )
+                "the file is unreadable", (index, consumed, size))),
+            (tf.logical_and(end, tf.logical_and(expected >= 0, tf.not_equal(index, expected))),
+             lambda: tf.strings.format(
+                 "{} records, not the {} that " + METADATA_FILE + " (or a count on loading) "
+                 "gives: the shard was cut or replaced", (index, expected))),
+        ], default=lambda: tf.constant(""))
         name = tf.strings.join([path, " record ", tf.strings.as_string(index)])
         consumed += tf.cast(tf.strings.length(record), tf.int64) + RECORD_OVERHEAD
         keep = tf.logical_or(tf.logical_not(end), tf.not_equal(problem, ""))
@@ -160,17 +165,23 @@ def _unpack(payload, label):
     return parse(payload)
 
 
-def record_source(files, count, approximate_count=False, *, options):
-    """A Source over TFRecord shards: parallel interleave over the files, each
-    input pipeline reading its own files (its own records where there are
-    fewer files than pipelines), a shuffle buffer of records."""
+def record_source(files, count, approximate_count=False, *, options, shard_counts=None):
+    """A Source over TFRecord shards: parallel interleave over the files, a
+    shuffle buffer of records. Each input pipeline reads its own files where
+    that splits the records evenly: the files divide among the pipelines and
+    `shard_counts` (records per file, None: not known) are equal; for an
+    `even` split (eval) they must be known. Else its own records."""
     files = list(files)
     sizes = [tf.io.gfile.stat(f).length for f in files]
+    expected = [-1] * len(files) if shard_counts is None else list(shard_counts)
+    equal_files = shard_counts is not None and len(set(shard_counts)) == 1
 
-    def records(input_context, shuffle, seed):
+    def records(input_context, shuffle, seed, even=False):
         pipelines = input_context.num_input_pipelines if input_context else 1
-        per_file = pipelines <= len(files)
-        ds = tf.data.Dataset.from_tensor_slices((files, tf.constant(sizes, tf.int64)))
+        per_file = pipelines == 1 or (len(files) % pipelines == 0 and (
+            equal_files or (shard_counts is None and not even)))
+        ds = tf.data.Dataset.from_tensor_slices(
+            (files, tf.constant(sizes, tf.int64), tf.constant(expected, tf.int64)))
         if per_file:
             ds = shard(ds, input_context)
             if shuffle:
