@@ -35,3 +35,18 @@ def test_console_script_help_lists_its_flags(script):
 def test_module_help_lists_the_trainer_flags(option):
     module, flags = BINARIES["keras-resnet-train"]
     check_help(run_python("-m", module, option), flags)
+
+
+def test_a_users_own_trainers_folder_does_not_shadow_the_binaries(tmp_path):
+    """The trainers and the exporter live under keras_resnet: a project with
+    its own trainers/ and savedmodels/ packages still runs them from its root."""
+    for name in ("trainers", "savedmodels"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(f'raise ImportError("a user {name}")\n')
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
+    for script in ("keras-resnet-train", "keras-resnet-export"):
+        module, flags = BINARIES[script]
+        proc = subprocess.run([sys.executable, "-m", module, "--help"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)
+        check_help(proc, flags)
