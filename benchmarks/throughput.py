@@ -183,7 +183,7 @@ def _trainer_train(model_name, dataset_name, precision, batch, steps, model_dir)
 
     def fit():
         model.fit(data, epochs=1, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
-                  verbose=0)
+                  verbose=0, shuffle=False)  # tf.data shuffles; Keras would warn
 
     return model, fit, execution
 
