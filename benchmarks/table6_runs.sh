@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The paper's Table 6 on the CIFAR-10 JPEG copy: ResNet-56, 110, 32, 44 and 20
+# The paper's Table 6 on the CIFAR-10 JPEG copy: ResNet-20, 32, 44, 56 and 110
 # (option A) trained one after another with one recipe, the paper's plus weight
 # decay 5e-4, label smoothing 0.1 and weight EMA 0.999, in mixed_bfloat16.
 # Rerun the same command to resume: each net continues from its newest
-# checkpoint, and finished nets (results.json) are skipped.
+# checkpoint, and finished nets (results.json) are skipped. The cheapest net
+# goes first, so a machine that is lent for a few hours at a time still
+# finishes one net per loan; DEPTHS="56 110" picks others.
 #
 #   nohup benchmarks/table6_runs.sh /work/runs/table6 >> /work/runs/table6/driver.log 2>&1 &
 set -euo pipefail
@@ -11,7 +13,7 @@ cd "$(dirname "$0")/.."
 base=${1:-/work/runs/table6}
 data=${DATA:-../shared/datasets/cifar10-jpeg.tar.gz}
 mkdir -p "$base"
-for depth in 56 110 32 44 20; do
+for depth in ${DEPTHS:-20 32 44 56 110}; do
   dir=$base/resnet$depth
   if [[ -f $dir/results.json ]]; then
     echo "$(date -u +%FT%TZ) resnet$depth finished already"
