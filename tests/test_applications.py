@@ -115,8 +115,8 @@ def test_serialization_round_trip(name, data_format):
 
 
 def test_shipped_cifar10_weights_classify_real_test_images(cifar_test_images, data_format):
-    """The first 10 test images of each class: the shipped ResNet-20 gets
-    86 of these 100 right (87.64% on the whole test split)."""
+    """The first 10 test images of each class: the shipped ResNet-20 gets at
+    least 80 of these 100 right (its whole-split figure is in results.json)."""
     images, labels = cifar_test_images(10)
     model = kr.ResNet20(weights="cifar10")
     scores = model.predict(cifar_utils.preprocess_input(to_format(images)), verbose=0)
