@@ -10,7 +10,9 @@ A finished net is exported (savedmodels, from its model_dir) and scored
 through the SavedModel's serving_default on all 10,000 test JPEGs, the
 bytes a client would send; a net still training shows its step and its
 latest test error. Each run's metrics, results, run_config and log are
-copied into --out, so that the figures stand on committed files.
+copied into --out, so that the figures stand on committed files. A finished
+net whose model_dir this machine no longer holds is read from that copy and
+scored from its shipped weights (weights="cifar10").
 """
 
 import argparse
@@ -35,8 +37,8 @@ TOTAL_STEPS = 64000
 TARGET_ACCURACY = {56: 0.895, 110: 0.900}  # through the SavedModel, on the JPEG copy
 
 
-def served_accuracy(model_dir, data_dir, batch=250):
-    """Top-1 of the model_dir's export on every test image, from its JPEG bytes."""
+def served_accuracy(source, data_dir, batch=250):
+    """Top-1 of a savedmodels source's export on every test image, from its JPEG bytes."""
     import numpy as np
     import tensorflow as tf
 
@@ -45,8 +47,7 @@ def served_accuracy(model_dir, data_dir, batch=250):
 
     split = image_tree.read_split(data_dir, "test")
     with tempfile.TemporaryDirectory() as base:
-        path = export.export_model_dir(model_dir, base, model_name="table6",
-                                       replay_warmup=False)
+        path = export.export(source, base, model_name="table6", replay_warmup=False)
         serve = tf.saved_model.load(path).signatures["serving_default"]
         predicted = np.concatenate([
             serve(image_bytes=tf.constant(split.contents[i:i + batch]))["classes"].numpy()
@@ -54,7 +55,10 @@ def served_accuracy(model_dir, data_dir, batch=250):
     return float(np.mean(predicted == np.asarray(split.labels))), len(predicted)
 
 
-def read_run(model_dir, depth, data_dir):
+def read_run(model_dir, depth, data_dir, shipped=False):
+    """The net's table row and metrics; shipped: model_dir is the committed copy
+    of a finished run, scored from the weights that ship."""
+    from keras_resnet.savedmodels import sources
     from keras_resnet.trainers import callbacks as cb
     from keras_resnet.trainers.loop import RESULTS_FILE
 
@@ -68,8 +72,11 @@ def read_run(model_dir, depth, data_dir):
     if os.path.exists(results_path):
         with open(results_path, encoding="utf-8") as f:
             results = json.load(f)
-        accuracy, examples = served_accuracy(model_dir, data_dir)
+        source = (sources.load_source(model=f"resnet{depth}", weights="cifar10") if shipped
+                  else sources.load_source(model_dir=model_dir))
+        accuracy, examples = served_accuracy(source, data_dir)
         row.update(finished=True, step=results["step"],
+                   scored_from="shipped float32 weights" if shipped else "model_dir",
                    trainer_error=100 * (1 - results["eval_accuracy"]),
                    served_error=100 * (1 - accuracy), served_accuracy=accuracy,
                    served_examples=examples)
@@ -101,7 +108,7 @@ def table(rows):
     for r in rows:
         if r["finished"]:
             ours, trainer, state = (f"{r['served_error']:.2f}", f"{r['trainer_error']:.2f}",
-                                    "finished")
+                                    f"finished; exported from its {r['scored_from']}")
         else:
             latest = f", latest test error {r['latest_error']:.2f}%" if "latest_error" in r else ""
             ours, trainer, state = "", "", f"training: step {r['step']:,} of {TOTAL_STEPS:,}{latest}"
@@ -152,12 +159,16 @@ def main():
     rows, runs = [], {}
     for depth in sorted(PAPER_ERROR):
         model_dir = os.path.join(args.runs, f"resnet{depth}")
+        copy = os.path.join(args.out, f"resnet{depth}")
         if not os.path.isdir(model_dir):
+            if os.path.exists(os.path.join(copy, "results.json")):
+                row, records = read_run(copy, depth, args.data_dir, shipped=True)
+                rows.append(row)
+                runs[f"ResNet-{depth}"] = records
             continue
         row, records = read_run(model_dir, depth, args.data_dir)
         rows.append(row)
         runs[f"ResNet-{depth}"] = records
-        copy = os.path.join(args.out, f"resnet{depth}")
         os.makedirs(copy, exist_ok=True)
         for name in COPIED:
             if os.path.exists(os.path.join(model_dir, name)):

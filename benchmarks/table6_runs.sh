@@ -3,7 +3,9 @@
 # (option A) trained one after another with one recipe, the paper's plus weight
 # decay 5e-4, label smoothing 0.1 and weight EMA 0.999, in mixed_bfloat16.
 # Rerun the same command to resume: each net continues from its newest
-# checkpoint, and finished nets (results.json) are skipped. The cheapest net
+# checkpoint, and finished nets are skipped: those with a results.json in
+# their model_dir or committed under benchmarks/results/table6/ (a net that
+# ships, on a machine that no longer holds its run). The cheapest net
 # goes first, so a machine that is lent for a few hours at a time still
 # finishes one net per loan; DEPTHS="56 110" picks others.
 #
@@ -15,10 +17,12 @@ data=${DATA:-../shared/datasets/cifar10-jpeg.tar.gz}
 mkdir -p "$base"
 for depth in ${DEPTHS:-20 32 44 56 110}; do
   dir=$base/resnet$depth
-  if [[ -f $dir/results.json ]]; then
-    echo "$(date -u +%FT%TZ) resnet$depth finished already"
-    continue
-  fi
+  for file in "$dir/results.json" "benchmarks/results/table6/resnet$depth/results.json"; do
+    if [[ -f $file ]]; then
+      echo "$(date -u +%FT%TZ) resnet$depth finished already ($file)"
+      continue 2
+    fi
+  done
   echo "$(date -u +%FT%TZ) resnet$depth starts (log: $dir.log)"
   python -m keras_resnet.trainers.train --model=resnet$depth --dataset=cifar10 --data_dir="$data" \
       --mixed_precision=mixed_bfloat16 --weight_decay=5e-4 --label_smoothing=0.1 \
