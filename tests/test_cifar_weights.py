@@ -198,3 +198,31 @@ def test_shipped_resnet20_loads_headless_and_exports():
                                   full.get_layer("conv4_block3_2_conv").get_weights()[0])
     source = sources.load_source(model="resnet20", weights="cifar10")
     np.testing.assert_allclose(source.preprocessing.mean_image, cifar_utils.mean_image())
+
+
+def test_table6_driver_does_not_retrain_a_net_that_ships(tmp_path):
+    """A fresh machine has no model_dir for a net that finished on another one:
+    its committed results stand, and the driver goes on to the next net."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "python").write_text("#!/bin/sh\necho training \"$@\"\nexit 3\n")
+    (fake / "python").chmod(0o755)
+    shipped = weights_lib.shipped_cifar10()
+    assert shipped
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "benchmarks", "table6_runs.sh")
+    env = dict(os.environ, PATH=f"{fake}{os.pathsep}{os.environ['PATH']}",
+               DEPTHS=" ".join(name.removeprefix("resnet") for name in shipped))
+    proc = subprocess.run(["bash", script, str(tmp_path / "runs")], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for name in shipped:
+        assert f"{name} finished already (benchmarks/results/table6/{name}/results.json)" \
+            in proc.stdout
+    assert "starts" not in proc.stdout and not (tmp_path / "runs" / f"{shipped[0]}.log").exists()
+
+    env["DEPTHS"] = "1202"  # Table 6's net that does not ship starts training
+    proc = subprocess.run(["bash", script, str(tmp_path / "runs")], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3 and "resnet1202 starts" in proc.stdout
+    assert "keras_resnet.trainers.train --model=resnet1202 " in (tmp_path / "runs" / "resnet1202.log").read_text()
