@@ -83,6 +83,16 @@ def read_run(model_dir, depth, data_dir, shipped=False):
     return row, records
 
 
+def copy_run(model_dir, copy):
+    """The run's metrics, results, run_config and log, into the committed copy."""
+    os.makedirs(copy, exist_ok=True)
+    for name in COPIED:
+        if os.path.exists(os.path.join(model_dir, name)):
+            shutil.copy(os.path.join(model_dir, name), os.path.join(copy, name))
+    if os.path.exists(model_dir + ".log"):
+        shutil.copy(model_dir + ".log", os.path.join(copy, "train.log"))
+
+
 def targets(rows):
     """The claims of the table, each True/False, or None while a net is missing."""
     err = {r["depth"]: r["served_error"] for r in rows if r["finished"]}
@@ -160,21 +170,15 @@ def main():
     for depth in sorted(PAPER_ERROR):
         model_dir = os.path.join(args.runs, f"resnet{depth}")
         copy = os.path.join(args.out, f"resnet{depth}")
-        if not os.path.isdir(model_dir):
-            if os.path.exists(os.path.join(copy, "results.json")):
-                row, records = read_run(copy, depth, args.data_dir, shipped=True)
-                rows.append(row)
-                runs[f"ResNet-{depth}"] = records
+        if os.path.isdir(model_dir):
+            row, records = read_run(model_dir, depth, args.data_dir)
+            copy_run(model_dir, copy)
+        elif os.path.exists(os.path.join(copy, "results.json")):
+            row, records = read_run(copy, depth, args.data_dir, shipped=True)
+        else:
             continue
-        row, records = read_run(model_dir, depth, args.data_dir)
         rows.append(row)
         runs[f"ResNet-{depth}"] = records
-        os.makedirs(copy, exist_ok=True)
-        for name in COPIED:
-            if os.path.exists(os.path.join(model_dir, name)):
-                shutil.copy(os.path.join(model_dir, name), os.path.join(copy, name))
-        if os.path.exists(model_dir + ".log"):
-            shutil.copy(model_dir + ".log", os.path.join(copy, "train.log"))
     if not rows:
         parser.error(f"--runs={args.runs}: no resnet<depth>/ run folder in it")
     os.makedirs(args.out, exist_ok=True)

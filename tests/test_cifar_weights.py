@@ -22,6 +22,8 @@ from keras_resnet.savedmodels import sources
 from keras_resnet.trainers.data import cifar10
 from keras_resnet.trainers.publish import CHECK_IMAGES, publish
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def finished_run(folder, photo, model="resnet20", seed=0):
     """A model_dir as trainers.train leaves it, with a mixed-precision model."""
@@ -145,7 +147,7 @@ def test_publish_binary_needs_an_explicit_output_dir(tmp_path):
     binary writes only where it is told."""
     proc = subprocess.run(
         [sys.executable, "-m", "keras_resnet.trainers.publish", f"--model_dir={tmp_path}"],
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        cwd=ROOT,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True, text=True,
         timeout=300)
     assert proc.returncode == 1
@@ -167,7 +169,7 @@ def test_publish_binary_needs_the_data_the_run_was_evaluated_on(tmp_path, photo)
     proc = subprocess.run(
         [sys.executable, "-m", "keras_resnet.trainers.publish", f"--model_dir={tmp_path}",
          f"--output_dir={tmp_path / 'out'}", f"--data_dir={tmp_path / 'missing'}"],
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        cwd=ROOT,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True, text=True,
         timeout=300)
     assert proc.returncode == 1
@@ -209,8 +211,7 @@ def test_table6_driver_does_not_retrain_a_net_that_ships(tmp_path):
     (fake / "python").chmod(0o755)
     shipped = weights_lib.shipped_cifar10()
     assert shipped
-    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                          "benchmarks", "table6_runs.sh")
+    script = os.path.join(ROOT, "benchmarks", "table6_runs.sh")
     env = dict(os.environ, PATH=f"{fake}{os.pathsep}{os.environ['PATH']}",
                DEPTHS=" ".join(name.removeprefix("resnet") for name in shipped))
     proc = subprocess.run(["bash", script, str(tmp_path / "runs")], env=env,
@@ -225,4 +226,5 @@ def test_table6_driver_does_not_retrain_a_net_that_ships(tmp_path):
     proc = subprocess.run(["bash", script, str(tmp_path / "runs")], env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 3 and "resnet1202 starts" in proc.stdout
-    assert "keras_resnet.trainers.train --model=resnet1202 " in (tmp_path / "runs" / "resnet1202.log").read_text()
+    log = (tmp_path / "runs" / "resnet1202.log").read_text()
+    assert "keras_resnet.trainers.train --model=resnet1202 " in log
