@@ -5,7 +5,9 @@
 # Rerun the same command to resume: each net continues from its newest
 # checkpoint, and finished nets are skipped: those with a results.json in
 # their model_dir or committed under benchmarks/results/table6/ (a net that
-# ships, on a machine that no longer holds its run). The cheapest net
+# ships, on a machine that no longer holds its run). On such a machine, a
+# net still training continues from the checkpoint that table6_report.py
+# committed beside its metrics and log (resnet<depth>/resume/). The cheapest net
 # goes first, so a machine that is lent for a few hours at a time still
 # finishes one net per loan; DEPTHS="56 110" picks others.
 #
@@ -14,15 +16,25 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 base=${1:-/work/runs/table6}
 data=${DATA:-../shared/datasets/cifar10-jpeg.tar.gz}
+committed=${COMMITTED:-benchmarks/results/table6}
 mkdir -p "$base"
 for depth in ${DEPTHS:-20 32 44 56 110}; do
   dir=$base/resnet$depth
-  for file in "$dir/results.json" "benchmarks/results/table6/resnet$depth/results.json"; do
+  copy=$committed/resnet$depth
+  for file in "$dir/results.json" "$copy/results.json"; do
     if [[ -f $file ]]; then
       echo "$(date -u +%FT%TZ) resnet$depth finished already ($file)"
       continue 2
     fi
   done
+  checkpoint=$(ls "$copy"/resume/ckpt-*.keras 2> /dev/null | tail -1 || true)
+  if [[ ! -d $dir/checkpoints && -n $checkpoint ]]; then
+    mkdir -p "$dir/checkpoints"
+    cp "$checkpoint" "$dir/checkpoints/"
+    cp "$copy/metrics.jsonl" "$copy/run_config.json" "$dir/"
+    cp "$copy/train.log" "$dir.log"
+    echo "$(date -u +%FT%TZ) resnet$depth continues from the committed $checkpoint"
+  fi
   echo "$(date -u +%FT%TZ) resnet$depth starts (log: $dir.log)"
   python -m keras_resnet.trainers.train --model=resnet$depth --dataset=cifar10 --data_dir="$data" \
       --mixed_precision=mixed_bfloat16 --weight_decay=5e-4 --label_smoothing=0.1 \

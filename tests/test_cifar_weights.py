@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import keras_resnet
-from benchmarks import zoo_table
+from benchmarks import table6_report, zoo_table
 from keras_resnet import cifar_utils
 from keras_resnet import model_dir as model_dir_lib
 from keras_resnet import weights as weights_lib
@@ -228,3 +228,63 @@ def test_table6_driver_does_not_retrain_a_net_that_ships(tmp_path):
     assert proc.returncode == 3 and "resnet1202 starts" in proc.stdout
     log = (tmp_path / "runs" / "resnet1202.log").read_text()
     assert "keras_resnet.trainers.train --model=resnet1202 " in log
+
+
+def test_table6_report_commits_the_newest_checkpoint_of_a_net_in_training(tmp_path):
+    """What a fresh machine needs to continue a run lives in the committed copy,
+    one checkpoint at a time, and goes once the net has finished."""
+    run, copy = tmp_path / "resnet44", tmp_path / "copy" / "resnet44"
+    for step in (400, 800):
+        path = model_dir_lib.checkpoint_path(str(run), step)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(f"step {step}")
+    (run / "metrics.jsonl").write_text('{"step": 800}\n')
+    (tmp_path / "resnet44.log").write_text("Epoch 2/160\n")
+    table6_report.copy_run(str(run), str(copy))
+    assert os.listdir(copy / table6_report.RESUME_DIR) == ["ckpt-00000800.keras"]
+    assert (copy / table6_report.RESUME_DIR / "ckpt-00000800.keras").read_text() == "step 800"
+    assert (copy / "train.log").read_text() == "Epoch 2/160\n"
+
+    (run / "results.json").write_text("{}")
+    table6_report.copy_run(str(run), str(copy))
+    assert not (copy / table6_report.RESUME_DIR).exists()
+    assert (copy / "results.json").exists()
+
+
+def test_table6_driver_continues_a_run_from_its_committed_checkpoint(tmp_path):
+    """A machine that lost the run seeds its model_dir from the committed copy
+    (checkpoint, metrics, run_config, log); one that holds the run keeps its own."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "python").write_text(
+        "#!/bin/sh\nfor a; do case $a in --model_dir=*) d=${a#--model_dir=};; esac; done\n"
+        "echo trained from $(ls $d/checkpoints)\n")
+    (fake / "python").chmod(0o755)
+    copy = tmp_path / "committed" / "resnet44"
+    (copy / "resume").mkdir(parents=True)
+    (copy / "resume" / "ckpt-00048000.keras").write_text("checkpoint")
+    for name, text in [("metrics.jsonl", '{"step": 48000}\n'), ("run_config.json", "{}\n"),
+                       ("train.log", "Epoch 120/160\n")]:
+        (copy / name).write_text(text)
+    script = os.path.join(ROOT, "benchmarks", "table6_runs.sh")
+    env = dict(os.environ, PATH=f"{fake}{os.pathsep}{os.environ['PATH']}", DEPTHS="44",
+               COMMITTED=str(tmp_path / "committed"))
+    runs = tmp_path / "runs"
+    proc = subprocess.run(["bash", script, str(runs)], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"resnet44 continues from the committed {copy}/resume/ckpt-00048000.keras" \
+        in proc.stdout
+    assert (runs / "resnet44" / "checkpoints" / "ckpt-00048000.keras").read_text() == "checkpoint"
+    assert (runs / "resnet44" / "metrics.jsonl").read_text() == '{"step": 48000}\n'
+    assert (runs / "resnet44" / "run_config.json").exists()
+    assert (runs / "resnet44.log").read_text() == \
+        "Epoch 120/160\ntrained from ckpt-00048000.keras\n"
+
+    (runs / "resnet44" / "checkpoints" / "ckpt-00048400.keras").write_text("newer")
+    proc = subprocess.run(["bash", script, str(runs)], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0 and "continues from the committed" not in proc.stdout
+    assert (runs / "resnet44.log").read_text().endswith(
+        "trained from ckpt-00048000.keras ckpt-00048400.keras\n")
