@@ -13,8 +13,8 @@ latest test error. Each run's metrics, results, run_config and log are
 copied into --out, so that the figures stand on committed files. A finished
 net whose model_dir this machine no longer holds is read from that copy and
 scored from its shipped weights (weights="cifar10"). A net still training
-also leaves its newest checkpoint there, under resume/: committed, it lets
-table6_runs.sh continue the run on a machine that no longer holds it.
+also leaves its newest checkpoint there, under checkpoints/: committed, it
+lets table6_runs.sh continue the run on a machine that no longer holds it.
 """
 
 import argparse
@@ -37,7 +37,6 @@ from benchmarks.compare_runs import COPIED  # noqa: E402
 PAPER_ERROR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43}
 TOTAL_STEPS = 64000
 TARGET_ACCURACY = {56: 0.895, 110: 0.900}  # through the SavedModel, on the JPEG copy
-RESUME_DIR = "resume"  # in a copy: the newest checkpoint of a net still training
 
 
 def served_accuracy(source, data_dir, batch=250):
@@ -88,23 +87,28 @@ def read_run(model_dir, depth, data_dir, shipped=False):
 
 def copy_run(model_dir, copy):
     """The run's metrics, results, run_config and log, into the committed copy;
-    while the net trains, also its newest checkpoint (RESUME_DIR), from which
-    table6_runs.sh continues on a machine that lost the run."""
+    while the net trains, also its newest checkpoint (under checkpoints/, as
+    in a model_dir), which table6_runs.sh continues from on a machine that
+    lost the run. A copy with a newer checkpoint than the run stays as it is."""
     from keras_resnet import model_dir as model_dir_lib
     from keras_resnet.trainers.loop import RESULTS_FILE
 
+    latest, committed = (model_dir_lib.latest_checkpoint(d) for d in (model_dir, copy))
+    if committed and (latest is None or latest[0] < committed[0]):
+        print(f"{copy} holds a newer checkpoint (step {committed[0]}) than {model_dir}: "
+              "left as it is; rerun benchmarks/table6_runs.sh to continue from it")
+        return
     os.makedirs(copy, exist_ok=True)
     for name in COPIED:
         if os.path.exists(os.path.join(model_dir, name)):
             shutil.copy(os.path.join(model_dir, name), os.path.join(copy, name))
     if os.path.exists(model_dir + ".log"):
         shutil.copy(model_dir + ".log", os.path.join(copy, "train.log"))
-    resume = os.path.join(copy, RESUME_DIR)
-    shutil.rmtree(resume, ignore_errors=True)  # one checkpoint at a time, none once finished
-    latest = model_dir_lib.latest_checkpoint(model_dir)
+    checkpoints = os.path.join(copy, model_dir_lib.CHECKPOINT_DIR)
+    shutil.rmtree(checkpoints, ignore_errors=True)  # one at a time, none once finished
     if latest and not os.path.exists(os.path.join(model_dir, RESULTS_FILE)):
-        os.makedirs(resume)
-        shutil.copy(latest[1], resume)
+        os.makedirs(checkpoints)
+        shutil.copy(latest[1], checkpoints)
 
 
 def targets(rows):

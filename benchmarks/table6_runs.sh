@@ -5,11 +5,11 @@
 # Rerun the same command to resume: each net continues from its newest
 # checkpoint, and finished nets are skipped: those with a results.json in
 # their model_dir or committed under benchmarks/results/table6/ (a net that
-# ships, on a machine that no longer holds its run). On such a machine, a
-# net still training continues from the checkpoint that table6_report.py
-# committed beside its metrics and log (resnet<depth>/resume/). The cheapest net
-# goes first, so a machine that is lent for a few hours at a time still
-# finishes one net per loan; DEPTHS="56 110" picks others.
+# ships, on a machine that no longer holds its run). A net still training
+# continues from the checkpoint that table6_report.py committed beside its
+# metrics and log (resnet<depth>/checkpoints/) unless this machine holds a newer
+# one, so a run outlives the machine it started on. The cheapest net goes
+# first; DEPTHS="56 110" picks others.
 #
 #   nohup benchmarks/table6_runs.sh /work/runs/table6 >> /work/runs/table6/driver.log 2>&1 &
 set -euo pipefail
@@ -27,8 +27,10 @@ for depth in ${DEPTHS:-20 32 44 56 110}; do
       continue 2
     fi
   done
-  checkpoint=$(ls "$copy"/resume/ckpt-*.keras 2> /dev/null | tail -1 || true)
-  if [[ ! -d $dir/checkpoints && -n $checkpoint ]]; then
+  # Zero-padded steps: the names sort as the steps do.
+  checkpoint=$(ls "$copy"/checkpoints/ckpt-*.keras 2> /dev/null | tail -1 || true)
+  here=$(ls "$dir"/checkpoints/ckpt-*.keras 2> /dev/null | tail -1 || true)
+  if [[ -n $checkpoint && $(basename "$checkpoint") > $(basename "${here:-ckpt-}") ]]; then
     mkdir -p "$dir/checkpoints"
     cp "$checkpoint" "$dir/checkpoints/"
     cp "$copy/metrics.jsonl" "$copy/run_config.json" "$dir/"

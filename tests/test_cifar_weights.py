@@ -242,19 +242,28 @@ def test_table6_report_commits_the_newest_checkpoint_of_a_net_in_training(tmp_pa
     (run / "metrics.jsonl").write_text('{"step": 800}\n')
     (tmp_path / "resnet44.log").write_text("Epoch 2/160\n")
     table6_report.copy_run(str(run), str(copy))
-    assert os.listdir(copy / table6_report.RESUME_DIR) == ["ckpt-00000800.keras"]
-    assert (copy / table6_report.RESUME_DIR / "ckpt-00000800.keras").read_text() == "step 800"
+    assert os.listdir(copy / "checkpoints") == ["ckpt-00000800.keras"]
+    assert (copy / "checkpoints" / "ckpt-00000800.keras").read_text() == "step 800"
     assert (copy / "train.log").read_text() == "Epoch 2/160\n"
+
+    behind = tmp_path / "behind" / "resnet44"  # a machine that holds an older part of the run
+    (behind / "checkpoints").mkdir(parents=True)
+    (behind / "checkpoints" / "ckpt-00000400.keras").write_text("step 400")
+    (behind / "metrics.jsonl").write_text('{"step": 400}\n')
+    table6_report.copy_run(str(behind), str(copy))
+    assert os.listdir(copy / "checkpoints") == ["ckpt-00000800.keras"]
+    assert (copy / "metrics.jsonl").read_text() == '{"step": 800}\n'
 
     (run / "results.json").write_text("{}")
     table6_report.copy_run(str(run), str(copy))
-    assert not (copy / table6_report.RESUME_DIR).exists()
+    assert not (copy / "checkpoints").exists()
     assert (copy / "results.json").exists()
 
 
 def test_table6_driver_continues_a_run_from_its_committed_checkpoint(tmp_path):
-    """A machine that lost the run seeds its model_dir from the committed copy
-    (checkpoint, metrics, run_config, log); one that holds the run keeps its own."""
+    """A machine that lost the run, or holds an older part of it, seeds its
+    model_dir from the committed copy (checkpoint, metrics, run_config, log);
+    one that holds a newer checkpoint keeps its own."""
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "python").write_text(
@@ -262,8 +271,8 @@ def test_table6_driver_continues_a_run_from_its_committed_checkpoint(tmp_path):
         "echo trained from $(ls $d/checkpoints)\n")
     (fake / "python").chmod(0o755)
     copy = tmp_path / "committed" / "resnet44"
-    (copy / "resume").mkdir(parents=True)
-    (copy / "resume" / "ckpt-00048000.keras").write_text("checkpoint")
+    (copy / "checkpoints").mkdir(parents=True)
+    (copy / "checkpoints" / "ckpt-00048000.keras").write_text("checkpoint")
     for name, text in [("metrics.jsonl", '{"step": 48000}\n'), ("run_config.json", "{}\n"),
                        ("train.log", "Epoch 120/160\n")]:
         (copy / name).write_text(text)
@@ -271,20 +280,23 @@ def test_table6_driver_continues_a_run_from_its_committed_checkpoint(tmp_path):
     env = dict(os.environ, PATH=f"{fake}{os.pathsep}{os.environ['PATH']}", DEPTHS="44",
                COMMITTED=str(tmp_path / "committed"))
     runs = tmp_path / "runs"
+    (runs / "resnet44" / "checkpoints").mkdir(parents=True)
+    (runs / "resnet44" / "checkpoints" / "ckpt-00012000.keras").write_text("older")
+    (runs / "resnet44" / "metrics.jsonl").write_text('{"step": 12000}\n')
     proc = subprocess.run(["bash", script, str(runs)], env=env, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"resnet44 continues from the committed {copy}/resume/ckpt-00048000.keras" \
+    assert f"resnet44 continues from the committed {copy}/checkpoints/ckpt-00048000.keras" \
         in proc.stdout
     assert (runs / "resnet44" / "checkpoints" / "ckpt-00048000.keras").read_text() == "checkpoint"
     assert (runs / "resnet44" / "metrics.jsonl").read_text() == '{"step": 48000}\n'
     assert (runs / "resnet44" / "run_config.json").exists()
     assert (runs / "resnet44.log").read_text() == \
-        "Epoch 120/160\ntrained from ckpt-00048000.keras\n"
+        "Epoch 120/160\ntrained from ckpt-00012000.keras ckpt-00048000.keras\n"
 
     (runs / "resnet44" / "checkpoints" / "ckpt-00048400.keras").write_text("newer")
     proc = subprocess.run(["bash", script, str(runs)], env=env, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0 and "continues from the committed" not in proc.stdout
     assert (runs / "resnet44.log").read_text().endswith(
-        "trained from ckpt-00048000.keras ckpt-00048400.keras\n")
+        "trained from ckpt-00012000.keras ckpt-00048000.keras ckpt-00048400.keras\n")
