@@ -202,29 +202,45 @@ def test_shipped_resnet20_loads_headless_and_exports():
     np.testing.assert_allclose(source.preprocessing.mean_image, cifar_utils.mean_image())
 
 
+def _table6_driver(tmp_path, python_body, **env):
+    """Runs benchmarks/table6_runs.sh with a `python` that only runs python_body,
+    so the driver's choices show without training anything."""
+    fake = tmp_path / "bin"
+    fake.mkdir(exist_ok=True)
+    (fake / "python").write_text("#!/bin/sh\n" + python_body)
+    (fake / "python").chmod(0o755)
+    env = dict(os.environ, PATH=f"{fake}{os.pathsep}{os.environ['PATH']}", **env)
+    script = os.path.join(ROOT, "benchmarks", "table6_runs.sh")
+
+    def run(runs, **more_env):
+        return subprocess.run(["bash", script, str(runs)], env=dict(env, **more_env),
+                              capture_output=True, text=True, timeout=60)
+    return run
+
+
+def _write_checkpoint(model_dir, step, text):
+    path = model_dir_lib.checkpoint_path(str(model_dir), step)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+
+
 def test_table6_driver_does_not_retrain_a_net_that_ships(tmp_path):
     """A fresh machine has no model_dir for a net that finished on another one:
     its committed results stand, and the driver goes on to the next net."""
-    fake = tmp_path / "bin"
-    fake.mkdir()
-    (fake / "python").write_text("#!/bin/sh\necho training \"$@\"\nexit 3\n")
-    (fake / "python").chmod(0o755)
     shipped = weights_lib.shipped_cifar10()
     assert shipped
-    script = os.path.join(ROOT, "benchmarks", "table6_runs.sh")
-    env = dict(os.environ, PATH=f"{fake}{os.pathsep}{os.environ['PATH']}",
-               DEPTHS=" ".join(name.removeprefix("resnet") for name in shipped))
-    proc = subprocess.run(["bash", script, str(tmp_path / "runs")], env=env,
-                          capture_output=True, text=True, timeout=60)
+    driver = _table6_driver(tmp_path, "echo training \"$@\"\nexit 3\n")
+    proc = driver(tmp_path / "runs",
+                  DEPTHS=" ".join(name.removeprefix("resnet") for name in shipped))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for name in shipped:
         assert f"{name} finished already (benchmarks/results/table6/{name}/results.json)" \
             in proc.stdout
     assert "starts" not in proc.stdout and not (tmp_path / "runs" / f"{shipped[0]}.log").exists()
 
-    env["DEPTHS"] = "1202"  # Table 6's net that does not ship starts training
-    proc = subprocess.run(["bash", script, str(tmp_path / "runs")], env=env,
-                          capture_output=True, text=True, timeout=60)
+    # Table 6's net that does not ship starts training.
+    proc = driver(tmp_path / "runs", DEPTHS="1202")
     assert proc.returncode == 3 and "resnet1202 starts" in proc.stdout
     log = (tmp_path / "runs" / "resnet1202.log").read_text()
     assert "keras_resnet.trainers.train --model=resnet1202 " in log
@@ -235,10 +251,7 @@ def test_table6_report_commits_the_newest_checkpoint_of_a_net_in_training(tmp_pa
     one checkpoint at a time, and goes once the net has finished."""
     run, copy = tmp_path / "resnet44", tmp_path / "copy" / "resnet44"
     for step in (400, 800):
-        path = model_dir_lib.checkpoint_path(str(run), step)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as f:
-            f.write(f"step {step}")
+        _write_checkpoint(run, step, f"step {step}")
     (run / "metrics.jsonl").write_text('{"step": 800}\n')
     (tmp_path / "resnet44.log").write_text("Epoch 2/160\n")
     table6_report.copy_run(str(run), str(copy))
@@ -247,8 +260,7 @@ def test_table6_report_commits_the_newest_checkpoint_of_a_net_in_training(tmp_pa
     assert (copy / "train.log").read_text() == "Epoch 2/160\n"
 
     behind = tmp_path / "behind" / "resnet44"  # a machine that holds an older part of the run
-    (behind / "checkpoints").mkdir(parents=True)
-    (behind / "checkpoints" / "ckpt-00000400.keras").write_text("step 400")
+    _write_checkpoint(behind, 400, "step 400")
     (behind / "metrics.jsonl").write_text('{"step": 400}\n')
     table6_report.copy_run(str(behind), str(copy))
     assert os.listdir(copy / "checkpoints") == ["ckpt-00000800.keras"]
@@ -264,27 +276,20 @@ def test_table6_driver_continues_a_run_from_its_committed_checkpoint(tmp_path):
     """A machine that lost the run, or holds an older part of it, seeds its
     model_dir from the committed copy (checkpoint, metrics, run_config, log);
     one that holds a newer checkpoint keeps its own."""
-    fake = tmp_path / "bin"
-    fake.mkdir()
-    (fake / "python").write_text(
-        "#!/bin/sh\nfor a; do case $a in --model_dir=*) d=${a#--model_dir=};; esac; done\n"
-        "echo trained from $(ls $d/checkpoints)\n")
-    (fake / "python").chmod(0o755)
     copy = tmp_path / "committed" / "resnet44"
-    (copy / "checkpoints").mkdir(parents=True)
-    (copy / "checkpoints" / "ckpt-00048000.keras").write_text("checkpoint")
+    _write_checkpoint(copy, 48000, "checkpoint")
     for name, text in [("metrics.jsonl", '{"step": 48000}\n'), ("run_config.json", "{}\n"),
                        ("train.log", "Epoch 120/160\n")]:
         (copy / name).write_text(text)
-    script = os.path.join(ROOT, "benchmarks", "table6_runs.sh")
-    env = dict(os.environ, PATH=f"{fake}{os.pathsep}{os.environ['PATH']}", DEPTHS="44",
-               COMMITTED=str(tmp_path / "committed"))
+    driver = _table6_driver(
+        tmp_path,
+        "for a; do case $a in --model_dir=*) d=${a#--model_dir=};; esac; done\n"
+        "echo trained from $(ls $d/checkpoints)\n",
+        DEPTHS="44", COMMITTED=str(tmp_path / "committed"))
     runs = tmp_path / "runs"
-    (runs / "resnet44" / "checkpoints").mkdir(parents=True)
-    (runs / "resnet44" / "checkpoints" / "ckpt-00012000.keras").write_text("older")
+    _write_checkpoint(runs / "resnet44", 12000, "older")
     (runs / "resnet44" / "metrics.jsonl").write_text('{"step": 12000}\n')
-    proc = subprocess.run(["bash", script, str(runs)], env=env, capture_output=True,
-                          text=True, timeout=60)
+    proc = driver(runs)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"resnet44 continues from the committed {copy}/checkpoints/ckpt-00048000.keras" \
         in proc.stdout
@@ -294,9 +299,8 @@ def test_table6_driver_continues_a_run_from_its_committed_checkpoint(tmp_path):
     assert (runs / "resnet44.log").read_text() == \
         "Epoch 120/160\ntrained from ckpt-00012000.keras ckpt-00048000.keras\n"
 
-    (runs / "resnet44" / "checkpoints" / "ckpt-00048400.keras").write_text("newer")
-    proc = subprocess.run(["bash", script, str(runs)], env=env, capture_output=True,
-                          text=True, timeout=60)
+    _write_checkpoint(runs / "resnet44", 48400, "newer")
+    proc = driver(runs)
     assert proc.returncode == 0 and "continues from the committed" not in proc.stdout
     assert (runs / "resnet44.log").read_text().endswith(
         "trained from ckpt-00012000.keras ckpt-00048000.keras ckpt-00048400.keras\n")
