@@ -36,6 +36,7 @@ from benchmarks.compare_runs import COPIED  # noqa: E402
 # Table 6 of the paper: test error (%) on CIFAR-10, option A, 64k iterations.
 PAPER_ERROR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43}
 TOTAL_STEPS = 64000
+LAST_DROP = 48000  # the paper's second division of the learning rate by 10
 TARGET_ACCURACY = {56: 0.895, 110: 0.900}  # through the SavedModel, on the JPEG copy
 
 
@@ -70,6 +71,7 @@ def read_run(model_dir, depth, data_dir, shipped=False):
     tested = [r for r in records if "val_accuracy" in r]
     if tested:
         row["latest_error"] = 100 * (1 - tested[-1]["val_accuracy"])
+    row.update(final_phase(tested))
     results_path = os.path.join(model_dir, RESULTS_FILE)
     if os.path.exists(results_path):
         with open(results_path, encoding="utf-8") as f:
@@ -83,6 +85,18 @@ def read_run(model_dir, depth, data_dir, shipped=False):
                    served_error=100 * (1 - accuracy), served_accuracy=accuracy,
                    served_examples=examples)
     return row, records
+
+
+def final_phase(tested):
+    """The raw net's test error over the epochs after the last learning-rate
+    drop: how far one run's end point could have landed from where it did."""
+    errors = [100 * (1 - r["val_accuracy"]) for r in tested if r["step"] > LAST_DROP]
+    if len(errors) < 2:
+        return {}
+    mean = sum(errors) / len(errors)
+    sd = (sum((e - mean) ** 2 for e in errors) / (len(errors) - 1)) ** 0.5
+    return {"final_phase": {"epochs": len(errors), "mean_error": mean, "sd_error": sd,
+                            "min_error": min(errors), "max_error": max(errors)}}
 
 
 def copy_run(model_dir, copy):
@@ -131,9 +145,14 @@ def targets(rows):
 
 def table(rows):
     lines = ["| net | layers | paper error (%) | our error, SavedModel on 10k (%) "
-             "| trainer's eval, training precision (%) | state |",
-             "|---|---:|---:|---:|---:|---|"]
+             "| trainer's eval, training precision (%) "
+             "| raw net after the last lr drop, per epoch: mean ± sd (min-max) (%) | state |",
+             "|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:
+        phase = r.get("final_phase")
+        spread = (f"{phase['mean_error']:.2f} ± {phase['sd_error']:.2f} "
+                  f"({phase['min_error']:.2f}-{phase['max_error']:.2f}, {phase['epochs']} epochs)"
+                  if phase else "")
         if r["finished"]:
             ours, trainer, state = (f"{r['served_error']:.2f}", f"{r['trainer_error']:.2f}",
                                     f"finished; exported from its {r['scored_from']}")
@@ -141,7 +160,7 @@ def table(rows):
             latest = f", latest test error {r['latest_error']:.2f}%" if "latest_error" in r else ""
             ours, trainer, state = "", "", f"training: step {r['step']:,} of {TOTAL_STEPS:,}{latest}"
         lines.append(f"| ResNet-{r['depth']} | {r['depth']} | {r['paper_error']:.2f} | {ours} "
-                     f"| {trainer} | {state} |")
+                     f"| {trainer} | {spread} | {state} |")
     return "\n".join(lines) + "\n"
 
 

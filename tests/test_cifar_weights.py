@@ -272,6 +272,22 @@ def test_table6_report_commits_the_newest_checkpoint_of_a_net_in_training(tmp_pa
     assert (copy / "results.json").exists()
 
 
+def test_table6_report_shows_the_spread_after_the_last_learning_rate_drop():
+    """One run's end point against the epochs around it: the raw net's test
+    error over the epochs after step 48,000, and nothing before them."""
+    tested = [{"step": step, "val_accuracy": acc} for step, acc in
+              [(47600, 0.50), (48000, 0.60), (48400, 0.89), (48800, 0.88), (49200, 0.87)]]
+    phase = table6_report.final_phase(tested)["final_phase"]
+    assert phase["epochs"] == 3
+    np.testing.assert_allclose([phase["mean_error"], phase["sd_error"], phase["min_error"],
+                                phase["max_error"]], [12.0, 1.0, 11.0, 13.0], rtol=1e-6)
+    assert table6_report.final_phase(tested[:3]) == {}
+    row = {"depth": 32, "paper_error": 7.51, "finished": False, "step": 49200,
+           "latest_error": 13.0, "final_phase": phase}
+    assert "| 12.00 ± 1.00 (11.00-13.00, 3 epochs) | training: step 49,200" \
+        in table6_report.table([row])
+
+
 def test_table6_driver_continues_a_run_from_its_committed_checkpoint(tmp_path):
     """A machine that lost the run, or holds an older part of it, seeds its
     model_dir from the committed copy (checkpoint, metrics, run_config, log);
