@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -93,9 +94,8 @@ def final_phase(tested):
     errors = [100 * (1 - r["val_accuracy"]) for r in tested if r["step"] > LAST_DROP]
     if len(errors) < 2:
         return {}
-    mean = sum(errors) / len(errors)
-    sd = (sum((e - mean) ** 2 for e in errors) / (len(errors) - 1)) ** 0.5
-    return {"final_phase": {"epochs": len(errors), "mean_error": mean, "sd_error": sd,
+    return {"final_phase": {"epochs": len(errors), "mean_error": statistics.mean(errors),
+                            "sd_error": statistics.stdev(errors),
                             "min_error": min(errors), "max_error": max(errors)}}
 
 

@@ -206,7 +206,7 @@ def _table6_driver(tmp_path, python_body, **env):
     """Runs benchmarks/table6_runs.sh with a `python` that only runs python_body,
     so the driver's choices show without training anything."""
     fake = tmp_path / "bin"
-    fake.mkdir(exist_ok=True)
+    fake.mkdir()
     (fake / "python").write_text("#!/bin/sh\n" + python_body)
     (fake / "python").chmod(0o755)
     env = dict(os.environ, PATH=f"{fake}{os.pathsep}{os.environ['PATH']}", **env)
