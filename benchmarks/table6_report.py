@@ -12,7 +12,8 @@ bytes a client would send; a net still training shows its step and its
 latest test error. Each run's metrics, results, run_config and log are
 copied into --out, so that the figures stand on committed files. A finished
 net whose model_dir this machine no longer holds is read from that copy and
-scored from its shipped weights (weights="cifar10"). A net still training
+scored from its shipped weights (weights="cifar10") when they are the run's
+(a run from another seed shows its trainer's eval only). A net still training
 also leaves its newest checkpoint there, under checkpoints/: committed, it
 lets table6_runs.sh continue the run on a machine that no longer holds it.
 """
@@ -59,9 +60,11 @@ def served_accuracy(source, data_dir, batch=250):
     return float(np.mean(predicted == np.asarray(split.labels))), len(predicted)
 
 
-def read_run(model_dir, depth, data_dir, shipped=False):
-    """The net's table row and metrics; shipped: model_dir is the committed copy
-    of a finished run, scored from the weights that ship."""
+def read_run(model_dir, depth, data_dir, copy=False):
+    """The net's table row and metrics; copy: model_dir is the committed copy of
+    a run that this machine no longer holds, scored from the weights that ship
+    if they are that run's."""
+    from keras_resnet import weights as weights_lib
     from keras_resnet.savedmodels import sources
     from keras_resnet.trainers import callbacks as cb
     from keras_resnet.trainers.loop import RESULTS_FILE
@@ -77,13 +80,19 @@ def read_run(model_dir, depth, data_dir, shipped=False):
     if os.path.exists(results_path):
         with open(results_path, encoding="utf-8") as f:
             results = json.load(f)
-        source = (sources.load_source(model=f"resnet{depth}", weights="cifar10") if shipped
-                  else sources.load_source(model_dir=model_dir))
-        accuracy, examples = served_accuracy(source, data_dir)
         row.update(finished=True, step=results["step"],
-                   scored_from="shipped float32 weights" if shipped else "model_dir",
-                   trainer_error=100 * (1 - results["eval_accuracy"]),
-                   served_error=100 * (1 - accuracy), served_accuracy=accuracy,
+                   trainer_error=100 * (1 - results["eval_accuracy"]))
+        name = f"resnet{depth}"
+        if not copy:
+            source, row["scored_from"] = sources.load_source(model_dir=model_dir), "model_dir"
+        elif (name in weights_lib.shipped_cifar10() and results["weights_sha256"]
+              == weights_lib.cifar10_results(name)["weights_sha256"]):
+            source = sources.load_source(model=name, weights="cifar10")
+            row["scored_from"] = "shipped float32 weights"
+        else:
+            return row, records
+        accuracy, examples = served_accuracy(source, data_dir)
+        row.update(served_error=100 * (1 - accuracy), served_accuracy=accuracy,
                    served_examples=examples)
     return row, records
 
@@ -127,7 +136,7 @@ def copy_run(model_dir, copy):
 
 def targets(rows):
     """The claims of the table, each True/False, or None while a net is missing."""
-    err = {r["depth"]: r["served_error"] for r in rows if r["finished"]}
+    err = {r["depth"]: r["served_error"] for r in rows if "served_error" in r}
 
     def claim(*depths, test):
         return test() if all(d in err for d in depths) else None
@@ -153,9 +162,13 @@ def table(rows):
         spread = (f"{phase['mean_error']:.2f} ± {phase['sd_error']:.2f} "
                   f"({phase['min_error']:.2f}-{phase['max_error']:.2f}, {phase['epochs']} epochs)"
                   if phase else "")
-        if r["finished"]:
+        if "served_error" in r:
             ours, trainer, state = (f"{r['served_error']:.2f}", f"{r['trainer_error']:.2f}",
                                     f"finished; exported from its {r['scored_from']}")
+        elif r["finished"]:
+            ours, trainer, state = ("", f"{r['trainer_error']:.2f}",
+                                    "finished; its model_dir is not on this machine and its "
+                                    "weights do not ship: not exported")
         else:
             latest = f", latest test error {r['latest_error']:.2f}%" if "latest_error" in r else ""
             ours, trainer, state = "", "", f"training: step {r['step']:,} of {TOTAL_STEPS:,}{latest}"
@@ -176,7 +189,7 @@ def plot_error_vs_depth(rows, path):
     depths = sorted(PAPER_ERROR)
     ax.plot(depths, [PAPER_ERROR[d] for d in depths], "o--", color="gray",
             label="paper (lossless CIFAR-10)")
-    ours = [(r["depth"], r["served_error"]) for r in rows if r["finished"]]
+    ours = [(r["depth"], r["served_error"]) for r in rows if "served_error" in r]
     if ours:
         ax.plot(*zip(*ours), "o-", color="C0", linewidth=2, label="ours (JPEG q75 copy)")
     ax.set_xscale("log")
@@ -211,7 +224,7 @@ def main():
             row, records = read_run(model_dir, depth, args.data_dir)
             copy_run(model_dir, copy)
         elif os.path.exists(os.path.join(copy, "results.json")):
-            row, records = read_run(copy, depth, args.data_dir, shipped=True)
+            row, records = read_run(copy, depth, args.data_dir, copy=True)
         else:
             continue
         rows.append(row)

@@ -9,14 +9,19 @@
 # continues from the checkpoint that table6_report.py committed beside its
 # metrics and log (resnet<depth>/checkpoints/) unless this machine holds a newer
 # one, so a run outlives the machine it started on. The cheapest net goes
-# first; DEPTHS="56 110" picks others.
+# first; DEPTHS="56 110" picks others. SEED=2 trains the same recipe from
+# another seed, committed under benchmarks/results/table6_seed2/, to size how
+# far one seed's figures move:
 #
 #   nohup benchmarks/table6_runs.sh /work/runs/table6 >> /work/runs/table6/driver.log 2>&1 &
+#   mkdir -p /work/runs/table6_seed2 && SEED=2 DEPTHS="20 32" nohup \
+#       benchmarks/table6_runs.sh /work/runs/table6_seed2 >> /work/runs/table6_seed2/driver.log 2>&1 &
 set -euo pipefail
 cd "$(dirname "$0")/.."
 base=${1:-/work/runs/table6}
 data=${DATA:-../shared/datasets/cifar10-jpeg.tar.gz}
-committed=${COMMITTED:-benchmarks/results/table6}
+seed=${SEED:-1}
+committed=${COMMITTED:-benchmarks/results/table6$([[ $seed == 1 ]] || echo "_seed$seed")}
 mkdir -p "$base"
 for depth in ${DEPTHS:-20 32 44 56 110}; do
   dir=$base/resnet$depth
@@ -40,6 +45,6 @@ for depth in ${DEPTHS:-20 32 44 56 110}; do
   echo "$(date -u +%FT%TZ) resnet$depth starts (log: $dir.log)"
   python -m keras_resnet.trainers.train --model=resnet$depth --dataset=cifar10 --data_dir="$data" \
       --mixed_precision=mixed_bfloat16 --weight_decay=5e-4 --label_smoothing=0.1 \
-      --ema_decay=0.999 --seed=1 --model_dir="$dir" >> "$dir.log" 2>&1
+      --ema_decay=0.999 --seed="$seed" --model_dir="$dir" >> "$dir.log" 2>&1
   echo "$(date -u +%FT%TZ) resnet$depth done"
 done

@@ -3,6 +3,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -243,7 +244,12 @@ def test_table6_driver_does_not_retrain_a_net_that_ships(tmp_path):
     proc = driver(tmp_path / "runs", DEPTHS="1202")
     assert proc.returncode == 3 and "resnet1202 starts" in proc.stdout
     log = (tmp_path / "runs" / "resnet1202.log").read_text()
-    assert "keras_resnet.trainers.train --model=resnet1202 " in log
+    assert "keras_resnet.trainers.train --model=resnet1202 " in log and " --seed=1 " in log
+
+    # Another seed of a net that ships is a run of its own.
+    proc = driver(tmp_path / "seed2", DEPTHS=shipped[0].removeprefix("resnet"), SEED="2")
+    assert proc.returncode == 3 and f"{shipped[0]} starts" in proc.stdout
+    assert " --seed=2 " in (tmp_path / "seed2" / f"{shipped[0]}.log").read_text()
 
 
 def test_table6_report_commits_the_newest_checkpoint_of_a_net_in_training(tmp_path):
@@ -286,6 +292,35 @@ def test_table6_report_shows_the_spread_after_the_last_learning_rate_drop():
            "latest_error": 13.0, "final_phase": phase}
     assert "| 12.00 ± 1.00 (11.00-13.00, 3 epochs) | training: step 49,200" \
         in table6_report.table([row])
+
+
+def test_table6_report_scores_a_committed_run_from_shipped_weights_only_if_they_are_its(
+        tmp_path, monkeypatch):
+    """A finished run that this machine no longer holds is exported from the
+    weights that ship; a run from another seed, whose weights do not ship,
+    shows its trainer's eval and no served figure, rather than seed 1's."""
+    scored = []
+
+    def served_accuracy(source, data_dir):
+        scored.append(source)
+        return 0.75, 10000
+    monkeypatch.setattr(table6_report, "served_accuracy", served_accuracy)
+    name = weights_lib.shipped_cifar10()[-1]
+    depth = int(name.removeprefix("resnet"))
+    shipped = os.path.join(ROOT, "benchmarks", "results", "table6", name)
+    row, records = table6_report.read_run(shipped, depth, "unused", copy=True)
+    assert row["scored_from"] == "shipped float32 weights" and row["served_error"] == 25.0
+    assert len(scored) == 1 and len(records) == 160
+
+    other_seed = tmp_path / name
+    shutil.copytree(shipped, other_seed)
+    results = json.loads((other_seed / "results.json").read_text())
+    (other_seed / "results.json").write_text(json.dumps({**results, "weights_sha256": "0" * 64}))
+    row, _ = table6_report.read_run(str(other_seed), depth, "unused", copy=True)
+    assert len(scored) == 1 and row["finished"] and "served_error" not in row
+    assert row["trainer_error"] == 100 * (1 - results["eval_accuracy"])
+    assert "its weights do not ship: not exported" in table6_report.table([row])
+    assert set(table6_report.targets([row]).values()) == {None}
 
 
 def test_table6_driver_continues_a_run_from_its_committed_checkpoint(tmp_path):
