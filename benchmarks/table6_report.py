@@ -60,10 +60,10 @@ def served_accuracy(source, data_dir, batch=250):
     return float(np.mean(predicted == np.asarray(split.labels))), len(predicted)
 
 
-def read_run(model_dir, depth, data_dir, copy=False):
-    """The net's table row and metrics; copy: model_dir is the committed copy of
-    a run that this machine no longer holds, scored from the weights that ship
-    if they are that run's."""
+def read_run(model_dir, depth, data_dir, committed=False):
+    """The net's table row and metrics; committed: model_dir is the committed
+    copy of a run that this machine no longer holds, scored from the weights
+    that ship if they are that run's."""
     from keras_resnet import weights as weights_lib
     from keras_resnet.savedmodels import sources
     from keras_resnet.trainers import callbacks as cb
@@ -82,12 +82,11 @@ def read_run(model_dir, depth, data_dir, copy=False):
             results = json.load(f)
         row.update(finished=True, step=results["step"],
                    trainer_error=100 * (1 - results["eval_accuracy"]))
-        name = f"resnet{depth}"
-        if not copy:
+        shipped = weights_lib.cifar10_results(f"resnet{depth}")
+        if not committed:
             source, row["scored_from"] = sources.load_source(model_dir=model_dir), "model_dir"
-        elif (name in weights_lib.shipped_cifar10() and results["weights_sha256"]
-              == weights_lib.cifar10_results(name)["weights_sha256"]):
-            source = sources.load_source(model=name, weights="cifar10")
+        elif shipped and shipped["weights_sha256"] == results["weights_sha256"]:
+            source = sources.load_source(model=f"resnet{depth}", weights="cifar10")
             row["scored_from"] = "shipped float32 weights"
         else:
             return row, records
@@ -224,7 +223,7 @@ def main():
             row, records = read_run(model_dir, depth, args.data_dir)
             copy_run(model_dir, copy)
         elif os.path.exists(os.path.join(copy, "results.json")):
-            row, records = read_run(copy, depth, args.data_dir, copy=True)
+            row, records = read_run(copy, depth, args.data_dir, committed=True)
         else:
             continue
         rows.append(row)

@@ -308,7 +308,7 @@ def test_table6_report_scores_a_committed_run_from_shipped_weights_only_if_they_
     name = weights_lib.shipped_cifar10()[-1]
     depth = int(name.removeprefix("resnet"))
     shipped = os.path.join(ROOT, "benchmarks", "results", "table6", name)
-    row, records = table6_report.read_run(shipped, depth, "unused", copy=True)
+    row, records = table6_report.read_run(shipped, depth, "unused", committed=True)
     assert row["scored_from"] == "shipped float32 weights" and row["served_error"] == 25.0
     assert len(scored) == 1 and len(records) == 160
 
@@ -316,7 +316,7 @@ def test_table6_report_scores_a_committed_run_from_shipped_weights_only_if_they_
     shutil.copytree(shipped, other_seed)
     results = json.loads((other_seed / "results.json").read_text())
     (other_seed / "results.json").write_text(json.dumps({**results, "weights_sha256": "0" * 64}))
-    row, _ = table6_report.read_run(str(other_seed), depth, "unused", copy=True)
+    row, _ = table6_report.read_run(str(other_seed), depth, "unused", committed=True)
     assert len(scored) == 1 and row["finished"] and "served_error" not in row
     assert row["trainer_error"] == 100 * (1 - results["eval_accuracy"])
     assert "its weights do not ship: not exported" in table6_report.table([row])
