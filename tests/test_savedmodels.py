@@ -528,7 +528,7 @@ def flag_files(tmp_path_factory, cifar):
         (["--model_dir={model_dir}", "--model=resnet20"], "got --model_dir and --model"),
         (["--model=resnet21", "--weights=imagenet"], "--model=resnet21 .*is unknown; allowed: resnet18"),
         (["--model=resnet20"], "--model=resnet20 needs --weights"),
-        (["--model=resnet56", "--weights=cifar10"], "--weights=cifar10: weights='cifar10' does not exist"),
+        (["--model=resnet1202", "--weights=cifar10"], "--weights=cifar10: weights='cifar10' does not exist"),
         (["--model=resnet20", "--weights={folder}/none.h5"], "neither None, a pretrained name"),
         (["--model=resnet20", "--weights={weights}"], "needs --preprocessing"),
         (["--model_dir={model_dir}", "--weights=imagenet"], "--weights='imagenet' only applies"),
